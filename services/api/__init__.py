@@ -1,0 +1,67 @@
+"""The API service: a Flask app factory (flaskr's shape). Importing this package does nothing;
+`create_app` builds an app from `shared.settings.Settings`."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Flask
+from flask import request
+from werkzeug.routing import BaseConverter
+from werkzeug.routing import ValidationError
+
+from shared.settings import Settings
+
+
+class IdConverter(BaseConverter):
+    """A positive 32-bit id in a path; anything else is simply not found."""
+
+    regex = r"[1-9][0-9]{0,9}"
+
+    def to_python(self, value: str) -> int:
+        number = int(value)
+        if number > 2**31 - 1:
+            raise ValidationError()
+        return number
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
+def create_app(settings: Settings | None = None, *, start_relay: bool = True) -> Flask:
+    """Build the app: migrate the database, connect Redis, register blueprints, start the relay."""
+    from services.api import auth
+    from services.api import db
+    from services.api import errors
+    from services.api import outbox
+    from services.api import routes
+
+    settings = settings or Settings.from_env()
+    logging.basicConfig(level=settings.log_level)
+    app = Flask(__name__)
+    app.config["SETTINGS"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.converters["id"] = IdConverter
+    app.url_map.strict_slashes = False
+
+    db.init_app(app)
+    auth.init_app(app)
+    errors.init_app(app)
+    app.extensions["redis"] = redis.Redis.from_url(
+        settings.redis_url, socket_timeout=settings.suggestion_wait_s + 5, health_check_interval=30
+    )
+    relay = outbox.Relay(app.extensions["db_sessionmaker"], app.extensions["redis"])
+    app.extensions["outbox_relay"] = relay
+    if start_relay:
+        relay.start()
+
+    @app.after_request
+    def _wake_relay(response):  # type: ignore[no-untyped-def]
+        if request.method != "GET":
+            relay.notify()
+        return response
+
+    routes.register(app)
+    return app

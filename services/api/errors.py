@@ -1,0 +1,90 @@
+"""The one place API errors become JSON: ``{"message": str, "status": int}`` as SigOpt sent them."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from flask import Response
+from flask import jsonify
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error with an HTTP status whose message is safe to show the client."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def invalid(field: str, message: str) -> ApiError:
+    """A 400 naming the offending field."""
+    return ApiError(400, f"Invalid value for {field}: {message}")
+
+
+def not_found(kind: str, object_id: object) -> ApiError:
+    return ApiError(404, f"No {kind} with id {object_id}")
+
+
+def error_response(status: int, message: str) -> tuple[Response, int]:
+    return jsonify({"message": message, "status": status}), status
+
+
+def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """One readable line per pydantic error, each naming its field as ``a.b[0].c``."""
+    lines = []
+    for error in exc.errors(include_url=False)[:10]:
+        field = prefix
+        for part in error["loc"]:
+            if isinstance(part, int):
+                field += f"[{part}]"
+            elif not str(part).startswith(("function-", "json-or-python")) and not str(
+                part
+            ).endswith("]"):
+                field += f".{part}" if field else str(part)
+        field = field or "body"
+        kind = error["type"]
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if kind == "extra_forbidden":
+            lines.append(f"Unknown field {field}")
+        elif kind == "missing":
+            lines.append(f"Missing required field {field}")
+        else:
+            lines.append(f"Invalid value for {field}: {message}")
+    return "; ".join(dict.fromkeys(lines))
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> tuple[Response, int]:
+        return error_response(exc.status, exc.message)
+
+    @app.errorhandler(ValidationError)
+    def _validation_error(exc: ValidationError) -> tuple[Response, int]:
+        return error_response(400, describe_validation_error(exc))
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> tuple[Response, int]:
+        status = exc.code or 500
+        if status == 413:
+            limit = app.config.get("MAX_CONTENT_LENGTH")
+            return error_response(413, f"Request body is larger than the limit of {limit} bytes")
+        if status == 405:
+            response, code = error_response(405, f"Method not allowed; {exc.description}")
+            allowed = exc.get_response().headers.get("Allow")
+            if allowed:
+                response.headers["Allow"] = allowed
+            return response, code
+        if status == 404:
+            return error_response(404, "Not found")
+        return error_response(status, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> tuple[Response, int]:
+        log.exception("unhandled error")
+        return error_response(500, "Internal server error")

@@ -1,0 +1,181 @@
+"""SQLAlchemy 2 models: the system of record. Only the API process writes these tables.
+
+Wire shapes live in `services.api.serialize` and `services.api.schemas`, not here. Times are Unix
+seconds (float). Definitions that are only ever read whole (parameters, metrics, tasks) are JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON
+from sqlalchemy import Boolean
+from sqlalchemy import Float
+from sqlalchemy import ForeignKey
+from sqlalchemy import Index
+from sqlalchemy import Integer
+from sqlalchemy import String
+from sqlalchemy import Text
+from sqlalchemy import UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Client(Base):
+    """A tenant: tokens and experiments belong to exactly one client."""
+
+    __tablename__ = "clients"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created: Mapped[float] = mapped_column(Float)
+
+
+class Token(Base):
+    """An API token; only its SHA-256 digest is stored."""
+
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created: Mapped[float] = mapped_column(Float)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Experiment(Base):
+    """``definition`` holds parameters, metrics, conditionals, linear_constraints, tasks, type,
+    num_solutions and objective as validated SigOpt JSON."""
+
+    __tablename__ = "experiments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    definition: Mapped[dict[str, Any]] = mapped_column(JSON)
+    observation_budget: Mapped[float | None] = mapped_column(Float, nullable=True)
+    parallel_bandwidth: Mapped[int] = mapped_column(Integer, default=1)
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
+    created: Mapped[float] = mapped_column(Float)
+    updated: Mapped[float] = mapped_column(Float)
+    #: Next index of the initial design the API serves when the pool is empty.
+    design_cursor: Mapped[int] = mapped_column(Integer, default=0)
+    #: Non-deleted observations; the freshness tag of pool entries is compared with it.
+    observation_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: Sum of task costs over non-deleted observations.
+    budget_consumed: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class Suggestion(Base):
+    __tablename__ = "suggestions"
+    __table_args__ = (Index("ix_suggestions_experiment_key", "experiment_id", "key"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), index=True)
+    assignments: Mapped[dict[str, Any]] = mapped_column(JSON)
+    task: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    #: `shared.space.assignment_key` of (assignments, task), for duplicate checks.
+    key: Mapped[str] = mapped_column(String(64))
+    #: "open" until a non-deleted observation references it, then "closed".
+    state: Mapped[str] = mapped_column(String(16), default="open")
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Where it came from: queued | pool | design | random | user.
+    source: Mapped[str] = mapped_column(String(16))
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
+    created: Mapped[float] = mapped_column(Float)
+    updated: Mapped[float] = mapped_column(Float)
+
+
+class QueuedSuggestion(Base):
+    __tablename__ = "queued_suggestions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), index=True)
+    assignments: Mapped[dict[str, Any]] = mapped_column(JSON)
+    task: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created: Mapped[float] = mapped_column(Float)
+
+
+class Observation(Base):
+    __tablename__ = "observations"
+    __table_args__ = (
+        UniqueConstraint("experiment_id", "idempotency_key", name="uq_observations_idempotency"),
+        Index("ix_observations_experiment_key", "experiment_id", "key"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), index=True)
+    suggestion_id: Mapped[int | None] = mapped_column(
+        ForeignKey("suggestions.id"), nullable=True, index=True
+    )
+    #: Equals ``suggestion_id`` while this is the suggestion's one live observation; a unique
+    #: column, so a second live observation of a suggestion cannot be committed. NULL when the
+    #: observation is deleted or was created with ``allow_multiple``.
+    exclusive_suggestion_id: Mapped[int | None] = mapped_column(Integer, nullable=True, unique=True)
+    assignments: Mapped[dict[str, Any]] = mapped_column(JSON)
+    task: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    #: `shared.space.assignment_key` of (assignments, task).
+    key: Mapped[str] = mapped_column(String(64))
+    cost: Mapped[float] = mapped_column(Float, default=1.0)
+    #: ``[{"name", "value", "value_stddev"}]``; empty when failed.
+    values: Mapped[list[Any]] = mapped_column(JSON)
+    failed: Mapped[bool] = mapped_column(Boolean, default=False)
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created: Mapped[float] = mapped_column(Float)
+    updated: Mapped[float] = mapped_column(Float)
+
+
+class TrainingRun(Base):
+    """One suggestion being trained by a worker. ``attempt`` fences results of older attempts."""
+
+    __tablename__ = "training_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), index=True)
+    suggestion_id: Mapped[int] = mapped_column(ForeignKey("suggestions.id"), index=True)
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: queued | running | completed | failed | lost | stopped
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    heartbeat: Mapped[float | None] = mapped_column(Float, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    traceback: Mapped[str | None] = mapped_column(Text, nullable=True)
+    logs: Mapped[str | None] = mapped_column(Text, nullable=True)
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
+    checkpoint_count: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[float] = mapped_column(Float)
+    updated: Mapped[float] = mapped_column(Float)
+    started: Mapped[float | None] = mapped_column(Float, nullable=True)
+    completed: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Checkpoint(Base):
+    """Per-epoch metric values of a training run."""
+
+    __tablename__ = "checkpoints"
+    __table_args__ = (Index("ix_checkpoints_run_id", "training_run_id", "id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    training_run_id: Mapped[int] = mapped_column(ForeignKey("training_runs.id"))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    values: Mapped[list[Any]] = mapped_column(JSON)
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
+    created: Mapped[float] = mapped_column(Float)
+
+
+class OutboxEvent(Base):
+    """An event committed with the change it describes; the relay moves it to Redis, then
+    deletes it. ``lease_owner``/``leased_at`` stop two relays from sending the same rows at once
+    (a relay that dies mid-send loses its lease after a timeout and the rows are sent again)."""
+
+    __tablename__ = "outbox"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    type: Mapped[str] = mapped_column(String(40))
+    experiment_id: Mapped[int] = mapped_column(Integer)
+    observation_count: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[float] = mapped_column(Float)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    leased_at: Mapped[float | None] = mapped_column(Float, nullable=True)

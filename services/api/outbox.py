@@ -1,0 +1,144 @@
+"""Transactional outbox: events are rows committed with the change they describe; a relay
+thread in each API process moves them to the Redis events stream and then deletes them.
+
+A committed change therefore always produces its event, even if the process dies right after the
+commit: the row stays, and the next relay (here or in another process) sends it. An event can
+be sent twice (a relay dying between XADD and DELETE); consumers treat events as "re-read the
+experiment" hints, so a duplicate is harmless. Relays claim rows with a lease column, which
+works the same on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+
+import redis
+from sqlalchemy import delete
+from sqlalchemy import or_
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm import sessionmaker
+
+from services.api.models import Experiment
+from services.api.models import OutboxEvent
+from shared.messages import Event
+from shared.names import EVENTS_STREAM
+
+log = logging.getLogger(__name__)
+
+#: A claimed row whose relay has not finished after this long is claimed again.
+LEASE_SECONDS = 30.0
+BATCH = 500
+#: Keep the events stream bounded (approximate trim).
+STREAM_MAXLEN = 100_000
+
+
+def record(session: Session, event_type: str, experiment: Experiment) -> None:
+    """Add an event to the current transaction."""
+    session.add(
+        OutboxEvent(
+            type=event_type,
+            experiment_id=experiment.id,
+            observation_count=experiment.observation_count,
+            created=time.time(),
+        )
+    )
+
+
+class Relay:
+    """Moves outbox rows to Redis. `notify` after a commit wakes it at once; otherwise it polls."""
+
+    def __init__(self, sessions: sessionmaker[Session], client: redis.Redis, poll_s: float = 1.0):
+        self._sessions = sessions
+        self._redis = client
+        self._poll_s = poll_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._poll_s)
+            self._wake.clear()
+            try:
+                while self.relay_once() == BATCH:
+                    pass
+            except Exception:  # noqa: BLE001 - Redis or the database is down: retry next tick
+                log.warning("outbox relay failed; will retry", exc_info=True)
+                self._stop.wait(self._poll_s)
+
+    def relay_once(self) -> int:
+        """Claim, send and delete up to `BATCH` rows; return how many were sent."""
+        now = time.time()
+        with self._sessions() as session:
+            claimable = (
+                select(OutboxEvent.id)
+                .where(
+                    or_(
+                        OutboxEvent.lease_owner.is_(None),
+                        OutboxEvent.leased_at < now - LEASE_SECONDS,
+                    )
+                )
+                .order_by(OutboxEvent.id)
+                .limit(BATCH)
+            )
+            ids = list(session.scalars(claimable))
+            if not ids:
+                return 0
+            session.execute(
+                update(OutboxEvent)
+                .where(
+                    OutboxEvent.id.in_(ids),
+                    or_(
+                        OutboxEvent.lease_owner.is_(None),
+                        OutboxEvent.leased_at < now - LEASE_SECONDS,
+                    ),
+                )
+                .values(lease_owner=self._owner, leased_at=now)
+            )
+            session.commit()
+            rows = list(
+                session.scalars(
+                    select(OutboxEvent)
+                    .where(OutboxEvent.lease_owner == self._owner, OutboxEvent.leased_at == now)
+                    .order_by(OutboxEvent.id)
+                )
+            )
+            if not rows:
+                return 0
+            pipe = self._redis.pipeline(transaction=False)
+            for row in rows:
+                event = Event(
+                    type=row.type,
+                    experiment_id=row.experiment_id,
+                    id=row.id,
+                    observation_count=row.observation_count,
+                )
+                pipe.xadd(
+                    EVENTS_STREAM, {"event": event.to_json()}, maxlen=STREAM_MAXLEN, approximate=True
+                )
+            pipe.execute()
+            session.execute(delete(OutboxEvent).where(OutboxEvent.id.in_([r.id for r in rows])))
+            session.commit()
+            return len(rows)

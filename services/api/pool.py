@@ -1,0 +1,65 @@
+"""Reading the per-experiment pool of precomputed suggestions that the suggester fills.
+
+Each entry is JSON ``{"assignments", "task", "observation_count", "source"}``; the observation
+count tags the data it was computed from, so the API can tell a fresh entry from a stale one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from shared.names import pool_key
+
+
+@dataclass(frozen=True)
+class PoolEntry:
+    assignments: dict[str, Any]
+    task: str | None
+    observation_count: int
+    source: str
+
+
+def _parse(raw: bytes) -> PoolEntry | None:
+    try:
+        data = json.loads(raw)
+        return PoolEntry(
+            assignments=dict(data["assignments"]),
+            task=data.get("task"),
+            observation_count=int(data.get("observation_count", 0)),
+            source=str(data.get("source", "model")),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def take(
+    client: redis.Redis,
+    experiment_id: int,
+    observation_count: int,
+    usable: Callable[[PoolEntry], bool],
+    wait_s: float = 0.0,
+) -> PoolEntry | None:
+    """Pop entries until one is fresh (computed from ``observation_count`` observations or more)
+    and ``usable``; stale and unusable entries are dropped. Waits up to ``wait_s`` for the
+    suggester to push one when the pool runs dry."""
+    key = pool_key(experiment_id)
+    deadline = time.monotonic() + wait_s
+    while True:
+        raw = client.lpop(key)
+        if raw is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            popped = client.blpop([key], timeout=max(remaining, 0.01))
+            if popped is None:
+                return None
+            raw = popped[1]
+        entry = _parse(raw)  # type: ignore[arg-type]
+        if entry is not None and entry.observation_count >= observation_count and usable(entry):
+            return entry

@@ -1,0 +1,18 @@
+"""One blueprint per resource; `register` mounts them all."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from services.api.routes import experiments
+from services.api.routes import health
+from services.api.routes import observations
+from services.api.routes import queued_suggestions
+from services.api.routes import suggestions
+from services.api.routes import training_runs
+
+
+def register(app: Flask) -> None:
+    app.register_blueprint(health.bp)
+    for module in (experiments, suggestions, queued_suggestions, observations, training_runs):
+        app.register_blueprint(module.bp)

@@ -1,0 +1,37 @@
+"""Suggestion and queued-suggestion bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+from typing import Literal
+
+from services.api.schemas.common import Metadata
+from services.api.schemas.common import PageQuery
+from services.api.schemas.common import StrictModel
+from services.api.schemas.common import TaskRef
+
+
+class SuggestionCreate(StrictModel):
+    """Empty: the server picks. With ``assignments`` (+ ``task`` when multitask): stored as given."""
+
+    assignments: dict[str, Any] | None = None
+    task: TaskRef | None = None
+    metadata: Metadata = None
+
+
+class SuggestionUpdate(StrictModel):
+    metadata: Metadata = None
+
+
+class SuggestionListQuery(PageQuery):
+    state: Literal["open", "closed", "all"] = "all"
+
+
+class SuggestionDeleteQuery(PageQuery):
+    state: Literal["open", "all"] = "all"
+
+
+class QueuedSuggestionCreate(StrictModel):
+    assignments: dict[str, Any]
+    task: TaskRef | None = None
+    metadata: Metadata = None

@@ -1,0 +1,50 @@
+"""Training-run and checkpoint bodies."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from typing import Literal
+
+from pydantic import Field
+
+from services.api.schemas.common import Metadata
+from services.api.schemas.common import MetricValue
+from services.api.schemas.common import ObjectId
+from services.api.schemas.common import PageQuery
+from services.api.schemas.common import StrictModel
+
+RunState = Literal["queued", "running", "paused", "completed", "failed", "lost", "stopped"]
+MAX_LOG_CHARS = 64 * 1024
+
+
+class TrainingRunCreate(StrictModel):
+    suggestion: ObjectId
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    metadata: Metadata = None
+
+
+class TrainingRunUpdate(StrictModel):
+    """``attempt`` fences: an update naming an older attempt than the run's is refused (409).
+    ``new_attempt`` starts the next attempt (the suggester does this when a lease expires)."""
+
+    state: RunState | None = None
+    attempt: Annotated[int, Field(ge=1)] | None = None
+    new_attempt: bool | None = None
+    heartbeat: bool | None = None
+    worker: Annotated[str, Field(max_length=200)] | None = None
+    failure_reason: Annotated[str, Field(max_length=2000)] | None = None
+    traceback: Annotated[str, Field(max_length=MAX_LOG_CHARS)] | None = None
+    logs: Annotated[str, Field(max_length=MAX_LOG_CHARS)] | None = None
+    metadata: Metadata = None
+    name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+
+class TrainingRunListQuery(PageQuery):
+    state: RunState | Literal["all"] = "all"
+
+
+class CheckpointCreate(StrictModel):
+    values: Annotated[list[MetricValue], Field(min_length=1, max_length=100)]
+    epoch: Annotated[int, Field(ge=0)] | None = None
+    attempt: Annotated[int, Field(ge=1)] | None = None
+    metadata: Metadata = None

@@ -1,0 +1,119 @@
+"""Experiments: create, read (scoped to the caller's client), update, soft delete, list."""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import Select
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.api import outbox
+from services.api.auth import Principal
+from services.api.errors import ApiError
+from services.api.errors import not_found
+from services.api.models import Experiment
+from services.api.schemas.experiments import ExperimentCreate
+from services.api.schemas.experiments import ExperimentListQuery
+from services.api.schemas.experiments import ExperimentUpdate
+from services.api.schemas.experiments import apply_update
+from services.api.schemas.experiments import definition_from_create
+from services.api.store.paging import fetch_page
+from shared.space import ExperimentSpec
+
+#: Experiment states that accept new suggestions and observations.
+WRITABLE_STATES = ("active", "paused", "stopped", "completed")
+
+
+def scoped(principal: Principal) -> Select[tuple[Experiment]]:
+    stmt = select(Experiment)
+    if not principal.is_service:
+        stmt = stmt.where(Experiment.client_id == principal.client_id)
+    return stmt
+
+
+def get(session: Session, principal: Principal, experiment_id: int, *, lock: bool = False) -> Experiment:
+    """The experiment if the caller may see it, else 404 (never 403: ids do not leak)."""
+    stmt = scoped(principal).where(Experiment.id == experiment_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    experiment = session.scalar(stmt)
+    if experiment is None:
+        raise not_found("experiment", experiment_id)
+    return experiment
+
+
+def get_writable(session: Session, principal: Principal, experiment_id: int) -> Experiment:
+    experiment = get(session, principal, experiment_id)
+    if experiment.state == "deleted":
+        raise ApiError(400, f"Experiment {experiment_id} is deleted; undelete it (state: active) "
+                       "before adding suggestions or observations")
+    return experiment
+
+
+def spec(experiment: Experiment) -> ExperimentSpec:
+    return ExperimentSpec.from_json(experiment.definition)
+
+
+def create(session: Session, principal: Principal, body: ExperimentCreate) -> Experiment:
+    if principal.is_service:
+        raise ApiError(403, "The service token cannot own experiments; use a client token")
+    definition = definition_from_create(body)
+    now = time.time()
+    experiment = Experiment(
+        client_id=principal.client_id,
+        name=body.name,
+        state="active",
+        definition=definition,
+        observation_budget=body.observation_budget,
+        parallel_bandwidth=body.parallel_bandwidth,
+        meta=body.metadata,
+        created=now,
+        updated=now,
+        design_cursor=0,
+        observation_count=0,
+        budget_consumed=0.0,
+    )
+    session.add(experiment)
+    session.flush()
+    outbox.record(session, "experiment.created", experiment)
+    session.commit()
+    return experiment
+
+
+def update(session: Session, experiment: Experiment, body: ExperimentUpdate) -> Experiment:
+    definition = apply_update(experiment.definition, body)
+    if body.name is not None:
+        experiment.name = body.name
+    if body.metadata is not None:
+        experiment.meta = body.metadata
+    if body.observation_budget is not None:
+        experiment.observation_budget = body.observation_budget
+    if body.parallel_bandwidth is not None:
+        experiment.parallel_bandwidth = body.parallel_bandwidth
+    if body.state is not None:
+        experiment.state = body.state
+    experiment.definition = definition
+    experiment.updated = time.time()
+    kind = "experiment.deleted" if experiment.state == "deleted" else "experiment.updated"
+    outbox.record(session, kind, experiment)
+    session.commit()
+    return experiment
+
+
+def delete(session: Session, experiment: Experiment) -> None:
+    experiment.state = "deleted"
+    experiment.updated = time.time()
+    outbox.record(session, "experiment.deleted", experiment)
+    session.commit()
+
+
+def list_page(
+    session: Session, principal: Principal, query: ExperimentListQuery
+) -> tuple[list[Experiment], int, dict[str, str | None]]:
+    stmt = scoped(principal)
+    if query.state != "all":
+        stmt = stmt.where(Experiment.state == query.state)
+    if query.search:
+        stmt = stmt.where(Experiment.name.contains(query.search, autoescape=True))
+    return fetch_page(session, stmt, Experiment.id, query)

@@ -1,0 +1,100 @@
+"""Progress and best assignments. Only full-cost (cost 1) observations count as "best" in a
+multitask experiment; cheap-task results never do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from services.api.models import Experiment
+from services.api.models import Observation
+from shared.space import ExperimentSpec
+from shared.space import Metric
+
+
+def _value(observation: Observation, metric: Metric) -> float | None:
+    for v in observation.values:
+        if v.get("name") in (metric.name, None):
+            return float(v["value"])
+    return None
+
+
+def _feasible(observation: Observation, spec: ExperimentSpec) -> bool:
+    """Not failed, has every optimized value, and meets every metric threshold."""
+    if observation.failed:
+        return False
+    for metric in spec.metrics:
+        if metric.strategy == "store":
+            continue
+        value = _value(observation, metric)
+        if value is None:
+            if metric.strategy == "optimize":
+                return False
+            continue
+        if not metric.satisfies_threshold(value):
+            return False
+    return True
+
+
+def _candidates(session: Session, experiment: Experiment, spec: ExperimentSpec) -> list[Observation]:
+    stmt = select(Observation).where(
+        Observation.experiment_id == experiment.id,
+        Observation.deleted.is_(False),
+        Observation.failed.is_(False),
+    )
+    if spec.is_multitask:
+        stmt = stmt.where(Observation.cost == 1.0)
+    return [o for o in session.scalars(stmt.order_by(Observation.id)) if _feasible(o, spec)]
+
+
+def best_observations(session: Session, experiment: Experiment, spec: ExperimentSpec) -> list[Observation]:
+    """One best observation (single optimized metric) or the Pareto front (two)."""
+    observations = _candidates(session, experiment, spec)
+    optimized = spec.optimized_metrics
+    if not observations:
+        return []
+    if len(optimized) == 1:
+        metric = optimized[0]
+        best = observations[0]
+        for o in observations[1:]:
+            if metric.better(_value(o, metric), _value(best, metric)):  # type: ignore[arg-type]
+                best = o
+        return [best]
+    return _pareto_front(observations, optimized)
+
+
+def _pareto_front(observations: list[Observation], metrics: tuple[Metric, ...]) -> list[Observation]:
+    def signed(o: Observation) -> tuple[float, ...]:
+        return tuple(
+            _value(o, m) * (1 if m.objective == "maximize" else -1)  # type: ignore[operator]
+            for m in metrics
+        )
+
+    points = [(signed(o), o) for o in observations]
+    front = []
+    for p, o in points:
+        dominated = any(
+            all(a >= b for a, b in zip(q, p, strict=True)) and q != p for q, _ in points
+        )
+        if not dominated:
+            front.append(o)
+    return front
+
+
+def progress(session: Session, experiment: Experiment, spec: ExperimentSpec) -> dict[str, Any]:
+    """SigOpt's progress object: counts, budget consumed (sum of task costs), first/last/best."""
+    base = select(Observation).where(
+        Observation.experiment_id == experiment.id, Observation.deleted.is_(False)
+    )
+    first = session.scalar(base.order_by(Observation.id.asc()).limit(1))
+    last = session.scalar(base.order_by(Observation.id.desc()).limit(1))
+    best = best_observations(session, experiment, spec) if first is not None else []
+    return {
+        "observation_count": experiment.observation_count,
+        "observation_budget_consumed": round(experiment.budget_consumed, 12),
+        "first_observation": first,
+        "last_observation": last,
+        "best_observation": best[0] if len(spec.optimized_metrics) == 1 and best else None,
+    }

@@ -1,0 +1,257 @@
+"""Suggestions and queued suggestions.
+
+`serve` never fits a model: it hands out, in order, a queued suggestion, a fresh entry of the
+pool the suggester precomputed, the next point of the initial space-filling design, and only
+then (after waiting up to the configured bound for the suggester) a random point. Every source
+skips points that duplicate a live suggestion or observation.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import redis
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import exists
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from services.api import outbox
+from services.api import pool
+from services.api.errors import ApiError
+from services.api.errors import invalid
+from services.api.errors import not_found
+from services.api.models import Experiment
+from services.api.models import Observation
+from services.api.models import QueuedSuggestion
+from services.api.models import Suggestion
+from services.api.schemas.common import PageQuery
+from services.api.schemas.suggestions import SuggestionListQuery
+from services.api.store.paging import fetch_page
+from shared.design import design_point
+from shared.design import initial_design_size
+from shared.design import random_point
+from shared.space import Assignments
+from shared.space import ExperimentSpec
+from shared.space import InvalidAssignments
+from shared.space import assignment_key
+
+log = logging.getLogger(__name__)
+
+#: Random draws tried before accepting a duplicate of an existing point.
+_RANDOM_TRIES = 32
+
+
+def check_point(spec: ExperimentSpec, assignments: Assignments, task: str | None,
+                prefix: str = "") -> None:
+    """400 naming the field when assignments or task do not fit the experiment."""
+    try:
+        spec.validate_assignments(assignments, prefix=f"{prefix}assignments")
+    except InvalidAssignments as exc:
+        raise invalid(exc.field, exc.message) from exc
+    check_task(spec, task, f"{prefix}task")
+
+
+def check_task(spec: ExperimentSpec, task: str | None, field: str = "task") -> None:
+    if not spec.is_multitask:
+        if task is not None:
+            raise invalid(field, "this experiment has no tasks")
+        return
+    names = [t.name for t in spec.tasks]
+    if task is None:
+        raise invalid(field, f"is required in a multitask experiment (one of {names})")
+    if task not in names:
+        raise invalid(field, f"unknown task {task!r}; expected one of {names}")
+
+
+def is_duplicate(session: Session, experiment_id: int, key: str) -> bool:
+    """True when a live suggestion or observation already has this (assignments, task)."""
+    suggestion = exists().where(
+        Suggestion.experiment_id == experiment_id, Suggestion.key == key, Suggestion.deleted.is_(False)
+    )
+    observation = exists().where(
+        Observation.experiment_id == experiment_id,
+        Observation.key == key,
+        Observation.deleted.is_(False),
+    )
+    return bool(session.scalar(select(suggestion | observation)))
+
+
+def get(session: Session, experiment: Experiment, suggestion_id: int) -> Suggestion:
+    suggestion = session.get(Suggestion, suggestion_id)
+    if suggestion is None or suggestion.experiment_id != experiment.id:
+        raise not_found("suggestion", suggestion_id)
+    return suggestion
+
+
+def _store(session: Session, experiment: Experiment, assignments: Assignments, task: str | None,
+           source: str, metadata: dict[str, Any] | None) -> Suggestion:
+    now = time.time()
+    suggestion = Suggestion(
+        experiment_id=experiment.id,
+        assignments=assignments,
+        task=task,
+        key=assignment_key(assignments, task),
+        state="open",
+        deleted=False,
+        source=source,
+        meta=metadata,
+        created=now,
+        updated=now,
+    )
+    session.add(suggestion)
+    session.flush()
+    outbox.record(session, "suggestion.created", experiment)
+    session.commit()
+    return suggestion
+
+
+def create_explicit(session: Session, experiment: Experiment, spec: ExperimentSpec,
+                    assignments: Assignments, task: str | None,
+                    metadata: dict[str, Any] | None) -> Suggestion:
+    check_point(spec, assignments, task)
+    return _store(session, experiment, assignments, task, "user", metadata)
+
+
+def serve(session: Session, client: redis.Redis, experiment: Experiment, spec: ExperimentSpec,
+          wait_s: float, metadata: dict[str, Any] | None) -> Suggestion:
+    while True:  # claim the oldest queued suggestion; a concurrent claim makes us try the next
+        queued_id = session.scalar(
+            select(QueuedSuggestion.id)
+            .where(QueuedSuggestion.experiment_id == experiment.id)
+            .order_by(QueuedSuggestion.id)
+            .limit(1)
+        )
+        if queued_id is None:
+            break
+        claimed = session.execute(
+            sql_delete(QueuedSuggestion)
+            .where(QueuedSuggestion.id == queued_id)
+            .returning(QueuedSuggestion.assignments, QueuedSuggestion.task)
+        ).first()
+        if claimed is not None:
+            return _store(session, experiment, claimed[0], claimed[1], "queued", metadata)
+
+    def usable(entry: pool.PoolEntry) -> bool:
+        try:
+            check_point(spec, entry.assignments, entry.task)
+        except ApiError:
+            return False
+        return not is_duplicate(session, experiment.id, assignment_key(entry.assignments, entry.task))
+
+    count = experiment.observation_count
+    entry = pool.take(client, experiment.id, count, usable)
+    if entry is not None:
+        return _store(session, experiment, entry.assignments, entry.task, "pool", metadata)
+    if spec.type != "random":
+        point = _next_design_point(session, experiment, spec)
+        if point is not None:
+            return _store(session, experiment, point[0], point[1], "design", metadata)
+        session.rollback()  # hold no locks while waiting for the suggester
+        entry = pool.take(client, experiment.id, count, usable, wait_s=wait_s)
+        if entry is not None:
+            return _store(session, experiment, entry.assignments, entry.task, "pool", metadata)
+        log.warning("experiment %s: no fresh suggestion within %.1fs; serving a random point",
+                    experiment.id, wait_s)
+    assignments, task = _random_point(session, experiment, spec)
+    return _store(session, experiment, assignments, task, "random", metadata)
+
+
+def _next_design_point(session: Session, experiment: Experiment,
+                       spec: ExperimentSpec) -> tuple[Assignments, str | None] | None:
+    size = initial_design_size(spec)
+    while True:
+        cursor = session.scalar(
+            update(Experiment)
+            .where(Experiment.id == experiment.id, Experiment.design_cursor < size)
+            .values(design_cursor=Experiment.design_cursor + 1)
+            .returning(Experiment.design_cursor)
+        )
+        if cursor is None:
+            return None
+        assignments, task = design_point(spec, cursor - 1, seed=experiment.id)
+        if not is_duplicate(session, experiment.id, assignment_key(assignments, task)):
+            return assignments, task
+
+
+def _random_point(session: Session, experiment: Experiment,
+                  spec: ExperimentSpec) -> tuple[Assignments, str | None]:
+    rng = np.random.default_rng()
+    point = random_point(spec, rng)
+    for _ in range(_RANDOM_TRIES):
+        if not is_duplicate(session, experiment.id, assignment_key(*point)):
+            break
+        point = random_point(spec, rng)
+    return point
+
+
+def list_page(session: Session, experiment: Experiment,
+              query: SuggestionListQuery) -> tuple[list[Suggestion], int, dict[str, str | None]]:
+    stmt = select(Suggestion).where(
+        Suggestion.experiment_id == experiment.id, Suggestion.deleted.is_(False)
+    )
+    if query.state != "all":
+        stmt = stmt.where(Suggestion.state == query.state)
+    return fetch_page(session, stmt, Suggestion.id, query)
+
+
+def update_metadata(session: Session, suggestion: Suggestion, metadata: dict[str, Any] | None) -> None:
+    suggestion.meta = metadata
+    suggestion.updated = time.time()
+    session.commit()
+
+
+def delete(session: Session, experiment: Experiment, suggestion: Suggestion) -> None:
+    """Soft delete: the suggestion leaves the pending set and can no longer be observed."""
+    suggestion.deleted = True
+    suggestion.updated = time.time()
+    outbox.record(session, "suggestion.deleted", experiment)
+    session.commit()
+
+
+def delete_all(session: Session, experiment: Experiment, only_open: bool) -> int:
+    stmt = (
+        update(Suggestion)
+        .where(Suggestion.experiment_id == experiment.id, Suggestion.deleted.is_(False))
+        .values(deleted=True, updated=time.time())
+    )
+    if only_open:
+        stmt = stmt.where(Suggestion.state == "open")
+    count = session.execute(stmt).rowcount
+    outbox.record(session, "suggestion.deleted", experiment)
+    session.commit()
+    return int(count or 0)
+
+
+# ----------------------------------------------------------------------- queued suggestions
+def create_queued(session: Session, experiment: Experiment, spec: ExperimentSpec,
+                  assignments: Assignments, task: str | None) -> QueuedSuggestion:
+    check_point(spec, assignments, task)
+    queued = QueuedSuggestion(
+        experiment_id=experiment.id, assignments=assignments, task=task, created=time.time()
+    )
+    session.add(queued)
+    session.commit()
+    return queued
+
+
+def get_queued(session: Session, experiment: Experiment, queued_id: int) -> QueuedSuggestion:
+    queued = session.get(QueuedSuggestion, queued_id)
+    if queued is None or queued.experiment_id != experiment.id:
+        raise not_found("queued suggestion", queued_id)
+    return queued
+
+
+def list_queued(session: Session, experiment: Experiment,
+                query: PageQuery) -> tuple[list[QueuedSuggestion], int, dict[str, str | None]]:
+    stmt = select(QueuedSuggestion).where(QueuedSuggestion.experiment_id == experiment.id)
+    return fetch_page(session, stmt, QueuedSuggestion.id, query)
+
+
+def delete_queued(session: Session, queued: QueuedSuggestion) -> None:
+    session.delete(queued)
+    session.commit()

@@ -1,0 +1,153 @@
+"""Training runs attached to suggestions, and their per-epoch checkpoints.
+
+A run's ``attempt`` is a fencing number: the suggester starts a new attempt when a run's
+heartbeat lease expires, and any later write naming an older attempt is refused (409), so a late
+result or checkpoint from a lost worker cannot land.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import Select
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from services.api import outbox
+from services.api.auth import Principal
+from services.api.errors import ApiError
+from services.api.errors import invalid
+from services.api.errors import not_found
+from services.api.models import Checkpoint
+from services.api.models import Experiment
+from services.api.models import Suggestion
+from services.api.models import TrainingRun
+from services.api.schemas.common import PageQuery
+from services.api.schemas.training_runs import CheckpointCreate
+from services.api.schemas.training_runs import TrainingRunCreate
+from services.api.schemas.training_runs import TrainingRunListQuery
+from services.api.schemas.training_runs import TrainingRunUpdate
+from services.api.store.paging import fetch_page
+
+FINISHED = ("completed", "failed", "lost", "stopped")
+
+
+def get(session: Session, principal: Principal, run_id: int) -> tuple[TrainingRun, Experiment]:
+    stmt = select(TrainingRun, Experiment).join(Experiment, Experiment.id == TrainingRun.experiment_id)
+    stmt = stmt.where(TrainingRun.id == run_id)
+    if not principal.is_service:
+        stmt = stmt.where(Experiment.client_id == principal.client_id)
+    row = session.execute(stmt).first()
+    if row is None:
+        raise not_found("training run", run_id)
+    return row[0], row[1]
+
+
+def create(session: Session, experiment: Experiment, body: TrainingRunCreate) -> TrainingRun:
+    """One run per suggestion: creating it again returns the existing run (idempotent)."""
+    suggestion = session.get(Suggestion, body.suggestion)
+    if suggestion is None or suggestion.experiment_id != experiment.id:
+        raise invalid("suggestion", f"No suggestion: {body.suggestion} for experiment: {experiment.id}")
+    if suggestion.deleted:
+        raise invalid("suggestion", f"suggestion {suggestion.id} was deleted")
+    existing = session.scalar(select(TrainingRun).where(TrainingRun.suggestion_id == suggestion.id))
+    if existing is not None:
+        return existing
+    now = time.time()
+    run = TrainingRun(
+        experiment_id=experiment.id,
+        suggestion_id=suggestion.id,
+        name=body.name,
+        state="queued",
+        attempt=1,
+        meta=body.metadata,
+        checkpoint_count=0,
+        created=now,
+        updated=now,
+    )
+    session.add(run)
+    session.commit()
+    return run
+
+
+def _check_attempt(run: TrainingRun, attempt: int | None) -> None:
+    if attempt is not None and attempt != run.attempt:
+        raise ApiError(409, f"Conflict in attempt: run {run.id} is at attempt {run.attempt}, "
+                       f"not {attempt}; this worker's attempt was superseded")
+
+
+def update_one(session: Session, experiment: Experiment, run: TrainingRun,
+               body: TrainingRunUpdate) -> TrainingRun:
+    _check_attempt(run, body.attempt)
+    if body.state == "running" and run.state != "queued" and not body.new_attempt:
+        raise ApiError(409, f"Conflict in state: run {run.id} attempt {run.attempt} is "
+                       f"{run.state}, not queued; another worker holds it")
+    now = time.time()
+    state_changed = False
+    if body.new_attempt:
+        run.attempt += 1
+        run.state = "queued"
+        run.heartbeat = None
+        run.worker = None
+        state_changed = True
+    if body.state is not None and body.state != run.state:
+        run.state = body.state
+        state_changed = True
+        if body.state == "running" and run.started is None:
+            run.started = now
+        if body.state in FINISHED:
+            run.completed = now
+    if body.heartbeat:
+        run.heartbeat = now
+    for name in ("worker", "failure_reason", "traceback", "logs", "name"):
+        value = getattr(body, name)
+        if value is not None:
+            setattr(run, name, value)
+    if body.metadata is not None:
+        run.meta = body.metadata
+    run.updated = now
+    if state_changed:
+        outbox.record(session, "training_run.updated", experiment)
+    session.commit()
+    return run
+
+
+def list_page(session: Session, experiment: Experiment,
+              query: TrainingRunListQuery) -> tuple[list[TrainingRun], int, dict[str, str | None]]:
+    stmt: Select[tuple[TrainingRun]] = select(TrainingRun).where(
+        TrainingRun.experiment_id == experiment.id
+    )
+    if query.state != "all":
+        stmt = stmt.where(TrainingRun.state == query.state)
+    return fetch_page(session, stmt, TrainingRun.id, query)
+
+
+def suggestions_of(session: Session, runs: list[TrainingRun]) -> dict[int, Suggestion]:
+    ids = {r.suggestion_id for r in runs}
+    if not ids:
+        return {}
+    return {s.id: s for s in session.scalars(select(Suggestion).where(Suggestion.id.in_(ids)))}
+
+
+def add_checkpoint(session: Session, run: TrainingRun, body: CheckpointCreate) -> Checkpoint:
+    _check_attempt(run, body.attempt)
+    checkpoint = Checkpoint(
+        training_run_id=run.id,
+        attempt=run.attempt,
+        epoch=body.epoch,
+        values=[v.model_dump() for v in body.values],
+        meta=body.metadata,
+        created=time.time(),
+    )
+    session.add(checkpoint)
+    session.execute(update(TrainingRun).where(TrainingRun.id == run.id).values(
+        checkpoint_count=TrainingRun.checkpoint_count + 1, updated=time.time()))
+    session.commit()
+    return checkpoint
+
+
+def list_checkpoints(session: Session, run: TrainingRun,
+                     query: PageQuery) -> tuple[list[Checkpoint], int, dict[str, str | None]]:
+    stmt = select(Checkpoint).where(Checkpoint.training_run_id == run.id)
+    return fetch_page(session, stmt, Checkpoint.id, query)

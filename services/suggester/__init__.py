@@ -1,0 +1,1 @@
+"""The suggester service: turns experiment state into suggestions with a pure optimizer."""

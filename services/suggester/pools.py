@@ -1,0 +1,57 @@
+"""Writing an experiment's suggestion pool (read by the API) and the optimizer state."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from services.suggester.optimizer import Candidate
+from shared.names import pool_key
+from shared.names import pool_ready_channel
+from shared.names import pool_version_key
+
+
+def state_key(experiment_id: int) -> str:
+    return f"multitune:optimizer_state:{experiment_id}"
+
+
+def replace(client: redis.Redis, experiment_id: int, candidates: Sequence[Candidate],
+            observation_count: int) -> None:
+    """Atomically swap the pool for ``candidates``, tagged with the data they were computed from."""
+    entries = [
+        json.dumps({"assignments": c.assignments, "task": c.task,
+                    "observation_count": observation_count, "source": c.source})
+        for c in candidates
+    ]
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(pool_key(experiment_id))
+    if entries:
+        pipe.rpush(pool_key(experiment_id), *entries)
+    pipe.set(pool_version_key(experiment_id), observation_count)
+    pipe.publish(pool_ready_channel(experiment_id), observation_count)
+    pipe.execute()
+
+
+def is_fresh(client: redis.Redis, experiment_id: int, observation_count: int) -> bool:
+    """The pool has entries computed from the current observation count."""
+    pipe = client.pipeline(transaction=False)
+    pipe.llen(pool_key(experiment_id))
+    pipe.get(pool_version_key(experiment_id))
+    length, version = pipe.execute()
+    return bool(length) and version is not None and int(version) >= observation_count
+
+
+def drop(client: redis.Redis, experiment_id: int) -> None:
+    client.delete(pool_key(experiment_id), pool_version_key(experiment_id), state_key(experiment_id))
+
+
+def load_state(client: redis.Redis, experiment_id: int) -> dict[str, Any] | None:
+    raw = client.get(state_key(experiment_id))
+    return json.loads(raw) if raw else None
+
+
+def save_state(client: redis.Redis, experiment_id: int, state: dict[str, Any]) -> None:
+    client.set(state_key(experiment_id), json.dumps(state))

@@ -1,0 +1,29 @@
+"""A producer-only Celery app: sends training tasks by name, never imports worker code."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from shared.celery_config import celery_settings
+from shared.messages import TrainRequest
+from shared.names import TRAIN_QUEUE
+from shared.names import TRAIN_TASK
+from shared.settings import Settings
+
+
+class Publisher:
+    def __init__(self, settings: Settings) -> None:
+        self._app = Celery("multitune-suggester")
+        self._app.conf.update(celery_settings(settings))
+
+    def send(self, request: TrainRequest) -> None:
+        """Enqueue one attempt; its task id names the run and attempt (visible in Flower)."""
+        self._app.send_task(
+            TRAIN_TASK,
+            args=[request.to_json()],
+            queue=TRAIN_QUEUE,
+            task_id=f"run-{request.run_id}-attempt-{request.attempt}",
+        )
+
+    def close(self) -> None:
+        self._app.close()

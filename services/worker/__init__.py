@@ -1,0 +1,1 @@
+"""Celery workers that train objectives and publish results back to the suggester."""

@@ -1,0 +1,65 @@
+"""The contract between the worker and an objective (a thing that trains and returns a value).
+
+An objective is a plain library: no Celery, Redis or HTTP inside. The worker gives it the
+suggestion's assignments, the task (fidelity) and the experiment's objective config, plus a
+`RunContext` through which it reports per-epoch metrics and finds its checkpoint directory.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+from typing import Any
+from typing import Protocol
+
+from shared.space import Task
+
+
+class RunContext(Protocol):
+    """What a running objective may use from its surroundings."""
+
+    #: Directory private to this training run; it survives retries of the run, so an objective
+    #: that finds a checkpoint there resumes from it.
+    checkpoint_dir: Path
+    #: "cuda" when a GPU is visible to this worker process, else "cpu".
+    device: str
+
+    def report(self, epoch: int, values: Mapping[str, float]) -> None:
+        """Log one training-run checkpoint (per-epoch metric values)."""
+
+    def should_stop(self) -> bool:
+        """True when the experiment was stopped or paused: checkpoint and return early."""
+
+
+@dataclass(frozen=True)
+class ObjectiveResult:
+    """``value`` goes under the experiment's first metric; ``extra`` under their own names."""
+
+    value: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class Objective(abc.ABC):
+    """A registered objective. Subclasses are constructed with no arguments."""
+
+    #: The name an experiment's ``objective.name`` refers to.
+    name: str
+
+    def epochs_for(self, task: Task | None, config: Mapping[str, Any]) -> int:
+        """Training length for a task: ``round(cost x max_epochs)``, at least 1."""
+        max_epochs = int(config.get("max_epochs", 1))
+        cost = task.cost if task is not None else 1.0
+        return max(1, round(cost * max_epochs))
+
+    @abc.abstractmethod
+    def run(
+        self,
+        assignments: Mapping[str, Any],
+        task: Task | None,
+        config: Mapping[str, Any],
+        context: RunContext,
+    ) -> ObjectiveResult:
+        """Train and evaluate once; raise to report a failure (its message becomes the reason)."""

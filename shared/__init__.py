@@ -1,0 +1,1 @@
+"""Wire types, names and settings used by more than one multitune service."""

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import redis
+from flask.testing import FlaskClient
+
+from shared.names import pool_key
+
+
+def _suggest(client: FlaskClient, auth: dict[str, str], eid: str, **body: Any) -> Any:
+    return client.post(f"/v1/experiments/{eid}/suggestions", json=body, headers=auth)
+
+
+def test_initial_design_fits_the_space(client: FlaskClient, auth: dict[str, str],
+                                       experiment: dict[str, Any]) -> None:
+    eid = experiment["id"]
+    tasks = []
+    seen = set()
+    for _ in range(6):
+        s = _suggest(client, auth, eid).json
+        a = s["assignments"]
+        assert s["source"] == "design" and s["state"] == "open"
+        assert 0 <= a["x"] <= 1 and 1e-4 <= a["lr"] <= 1
+        assert isinstance(a["n"], int) and 1 <= a["n"] <= 8
+        assert a["opt"] in ("sgd", "adam")
+        tasks.append(s["task"]["name"])
+        seen.add(json.dumps(a, sort_keys=True))
+    assert len(seen) == 6
+    assert "short" in tasks and "full" in tasks  # spread over tasks, not only the cheapest
+
+
+def test_pool_entries_are_served_first_once_and_only_when_fresh(
+        client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any],
+        redis_client: redis.Redis) -> None:
+    eid = experiment["id"]
+    point = {"x": 0.5, "lr": 0.01, "n": 3, "opt": "adam"}
+    stale = {"assignments": {**point, "x": 0.1}, "task": "full", "observation_count": -1}
+    fresh = {"assignments": point, "task": "medium", "observation_count": 0}
+    invalid = {"assignments": {**point, "n": 99}, "task": "medium", "observation_count": 0}
+    redis_client.rpush(pool_key(eid), json.dumps(stale), json.dumps(invalid), json.dumps(fresh))
+    s = _suggest(client, auth, eid).json
+    assert s["source"] == "pool" and s["assignments"] == point and s["task"]["name"] == "medium"
+    assert redis_client.llen(pool_key(eid)) == 0
+    # the same point again is a duplicate of a live suggestion and is skipped
+    redis_client.rpush(pool_key(eid), json.dumps(fresh))
+    assert _suggest(client, auth, eid).json["source"] == "design"
+
+
+def test_queued_suggestions_come_first_once(client: FlaskClient, auth: dict[str, str],
+                                            experiment: dict[str, Any]) -> None:
+    eid = experiment["id"]
+    point = {"x": 0.25, "lr": 0.001, "n": 2, "opt": "sgd"}
+    q = client.post(f"/v1/experiments/{eid}/queued_suggestions",
+                    json={"assignments": point, "task": "full"}, headers=auth)
+    assert q.status_code == 200 and q.json["object"] == "queued_suggestion"
+    listed = client.get(f"/v1/experiments/{eid}/queued_suggestions", headers=auth).json
+    assert listed["count"] == 1
+    s = _suggest(client, auth, eid).json
+    assert s["source"] == "queued" and s["assignments"] == point
+    assert _suggest(client, auth, eid).json["source"] == "design"
+    assert client.get(f"/v1/experiments/{eid}/queued_suggestions", headers=auth).json["count"] == 0
+    bad = client.post(f"/v1/experiments/{eid}/queued_suggestions",
+                      json={"assignments": point, "task": "nope"}, headers=auth)
+    assert bad.status_code == 400 and "task" in bad.json["message"]
+
+
+def test_explicit_assignments_are_validated(client: FlaskClient, auth: dict[str, str],
+                                            experiment: dict[str, Any]) -> None:
+    eid = experiment["id"]
+    point = {"x": 0.5, "lr": 0.01, "n": 3, "opt": "adam"}
+    ok = _suggest(client, auth, eid, assignments=point, task="short")
+    assert ok.status_code == 200 and ok.json["source"] == "user"
+    assert ok.json["task"] == {"object": "task", "name": "short", "cost": 0.25}
+    for assignments, task, field in [
+        ({**point, "x": 1.5}, "short", "assignments.x"),
+        ({**point, "n": 2.5}, "short", "assignments.n"),
+        ({**point, "opt": "rmsprop"}, "short", "assignments.opt"),
+        ({k: v for k, v in point.items() if k != "lr"}, "short", "assignments.lr"),
+        ({**point, "extra": 1}, "short", "assignments.extra"),
+        (point, "unknown", "task"),
+        (point, None, "task"),
+    ]:
+        body: dict[str, Any] = {"assignments": assignments}
+        if task is not None:
+            body["task"] = task
+        response = _suggest(client, auth, eid, **body)
+        assert response.status_code == 400, (field, response.json)
+        assert field in response.json["message"], (field, response.json)
+
+
+def test_list_fetch_update_and_delete(client: FlaskClient, auth: dict[str, str],
+                                      experiment: dict[str, Any]) -> None:
+    eid = experiment["id"]
+    ids = [_suggest(client, auth, eid).json["id"] for _ in range(3)]
+    sid = ids[0]
+    assert client.get(f"/v1/experiments/{eid}/suggestions/{sid}", headers=auth).json["id"] == sid
+    updated = client.put(f"/v1/experiments/{eid}/suggestions/{sid}",
+                         json={"metadata": {"note": "x"}}, headers=auth)
+    assert updated.json["metadata"] == {"note": "x"}
+    assert client.delete(f"/v1/experiments/{eid}/suggestions/{sid}", headers=auth).status_code == 204
+    listed = client.get(f"/v1/experiments/{eid}/suggestions", query_string={"state": "open"},
+                        headers=auth).json
+    assert listed["count"] == 2 and sid not in [s["id"] for s in listed["data"]]
+    response = client.post(f"/v1/experiments/{eid}/observations",
+                           json={"suggestion": sid, "value": 1.0}, headers=auth)
+    assert response.status_code == 400
+    assert "deleted" in response.json["message"] and "suggestion" in response.json["message"]
+    assert client.delete(f"/v1/experiments/{eid}/suggestions", query_string={"state": "open"},
+                         headers=auth).status_code == 204
+    assert client.get(f"/v1/experiments/{eid}/suggestions", headers=auth).json["count"] == 0
+
+
+def test_empty_pool_after_the_design_waits_then_falls_back(
+        client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any]) -> None:
+    eid = experiment["id"]
+    sources = [_suggest(client, auth, eid).json["source"] for _ in range(12)]
+    design = sources.count("design")
+    assert design >= 4
+    assert sources[design:] == ["random"] * (12 - design)  # no suggester running in this test
