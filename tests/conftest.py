@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
 from tests import services
+from tests.services import Platform
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +33,14 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
 def postgres_url() -> Iterator[str]:
     with services.postgres_database() as url:
         yield url
+
+
+@pytest.fixture()
+def platform(tmp_path: Path, redis_url: str, redis_client: redis.Redis) -> Iterator[Platform]:
+    """A live API (gunicorn) on a free port over SQLite in a temp data dir; call
+    ``platform.start("suggester")`` etc. for more services. Everything is stopped afterwards."""
+    live = Platform(tmp_path, redis_url)
+    try:
+        yield live
+    finally:
+        live.stop_all()

@@ -139,3 +139,40 @@ class Processes:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, 9)
                 process.wait(5)
+
+
+class Platform(Processes):
+    """Live multitune services sharing one data dir, Redis database and service token."""
+
+    def __init__(self, root: Path, redis_url: str, database_url: str | None = None,
+                 **settings: str) -> None:
+        self.root = root
+        self.port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}"
+        env = {
+            "MULTITUNE_DATA_DIR": str(root / "data"),
+            "MULTITUNE_REDIS_URL": redis_url,
+            "MULTITUNE_API_URL": self.api_url,
+            "MULTITUNE_SERVICE_TOKEN": "test-service-token",
+            "MULTITUNE_LOG_LEVEL": "INFO",
+            **{f"MULTITUNE_{k.upper()}": v for k, v in settings.items()},
+        }
+        if database_url:
+            env["MULTITUNE_DATABASE_URL"] = database_url
+        (root / "logs").mkdir(exist_ok=True)
+        super().__init__(env, root / "logs")
+
+    def start_api(self, workers: int = 1) -> None:
+        process = self.start("api", "api", "--port", str(self.port), "--workers", str(workers))
+        wait_http(f"{self.api_url}/healthz", process=process)
+
+    def token(self, client: str = "acme") -> str:
+        out = subprocess.run([sys.executable, "-m", "services.cli", "token", "create", "--name",
+                              client], env=self.env, cwd=REPO, check=True, capture_output=True,
+                             text=True)
+        return out.stdout.strip().splitlines()[-1]
+
+    def cli(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = {**self.env, **({"MULTITUNE_TOKEN": token} if token else {})}
+        return subprocess.run([sys.executable, "-m", "services.cli", *args], env=env, cwd=REPO,
+                              capture_output=True, text=True, timeout=120)

@@ -37,6 +37,8 @@ LEASE_SECONDS = 30.0
 BATCH = 500
 #: Keep the events stream bounded (approximate trim).
 STREAM_MAXLEN = 100_000
+#: After a wake-up, wait this long so that a burst of commits goes out as one batch.
+DEBOUNCE_S = 0.01
 
 
 def record(session: Session, event_type: str, experiment: Experiment) -> None:
@@ -79,7 +81,8 @@ class Relay:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(self._poll_s)
+            if self._wake.wait(self._poll_s):
+                self._stop.wait(DEBOUNCE_S)
             self._wake.clear()
             try:
                 while self.relay_once() == BATCH:

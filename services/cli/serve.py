@@ -55,6 +55,7 @@ def api(settings: Settings, host: str, port: int, workers: int, threads: int) ->
                 "keepalive": 30,
                 "accesslog": None,
                 "loglevel": settings.log_level.lower(),
+                "control_socket_disable": True,
             }
             for key, value in options.items():
                 self.cfg.set(key, value)
@@ -76,4 +77,39 @@ def suggester(settings: Settings) -> None:
     run(settings)
 
 
-COMMANDS = [migrate, api, suggester]
+@click.command()
+@click.option("--name", default="cpu", show_default=True, help="Worker node name (before @host).")
+@click.option("--gpu", default=None, help="GPU index this worker trains on (CUDA_VISIBLE_DEVICES).")
+@click.pass_obj
+def worker(settings: Settings, name: str, gpu: str | None) -> None:
+    """A Celery worker that trains one run at a time (one worker per GPU)."""
+    from services.worker.celery import create_celery
+    from shared.names import TRAIN_QUEUE
+
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    else:
+        os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+    settings.resolved_service_token()
+    export(settings)
+    app = create_celery(settings)
+    # A fresh child per task frees GPU memory; CPU workers keep their child (and its imports).
+    app.conf.worker_max_tasks_per_child = 1 if gpu is not None else None
+    app.worker_main(["worker", "--queues", TRAIN_QUEUE, "--concurrency", "1",
+                     "--hostname", f"{name}@%h", "--task-events", "--without-gossip",
+                     "--without-mingle", "--loglevel", settings.log_level])
+
+
+@click.command()
+@click.option("--port", default=5555, show_default=True, type=int)
+@click.option("--address", default="127.0.0.1", show_default=True)
+@click.pass_obj
+def flower(settings: Settings, port: int, address: str) -> None:
+    """Flower, the Celery monitor (basic auth from FLOWER_BASIC_AUTH=user:password)."""
+    from services.worker.celery import create_celery
+
+    export(settings)
+    create_celery(settings).start(["flower", f"--port={port}", f"--address={address}"])
+
+
+COMMANDS = [migrate, api, suggester, worker, flower]

@@ -1,0 +1,170 @@
+"""Running one training attempt: claim the run, heartbeat, train, publish the result.
+
+Plain functions and classes, called by the thin Celery task and directly by tests. The worker
+talks to the API (the only writer of the store) over HTTP and publishes results to a Redis
+stream the suggester consumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from services.worker import objectives
+from services.worker.objectives._base import RunContext
+from shared.api_client import ApiClient
+from shared.api_client import ApiRequestError
+from shared.messages import TrainRequest
+from shared.messages import TrainResult
+from shared.names import RESULTS_STREAM
+from shared.settings import Settings
+from shared.space import Task
+
+log = logging.getLogger(__name__)
+
+RESULTS_MAXLEN = 100_000
+#: Experiment states in which a run keeps training.
+TRAINING_STATES = ("active",)
+
+
+class ApiRunContext(RunContext):
+    """A `RunContext` backed by the API: checkpoints are POSTed, stop requests come back on
+    heartbeats (experiment paused/stopped, or this attempt superseded by a newer one)."""
+
+    def __init__(self, api: ApiClient, request: TrainRequest, checkpoint_dir: Path) -> None:
+        self.checkpoint_dir = checkpoint_dir
+        self._api = api
+        self._request = request
+        self._stop = threading.Event()
+        self.superseded = threading.Event()
+
+    @property
+    def device(self) -> str:  # type: ignore[override]
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def report(self, epoch: int, values: Mapping[str, float]) -> None:
+        body = {"epoch": epoch, "attempt": self._request.attempt,
+                "values": [{"name": k, "value": float(v)} for k, v in values.items()]}
+        try:
+            self._api.post(f"/training_runs/{self._request.run_id}/checkpoints", body)
+        except ApiRequestError as exc:
+            if exc.status != 409:
+                raise
+            self.supersede()
+
+    def should_stop(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def supersede(self) -> None:
+        self.superseded.set()
+        self._stop.set()
+
+
+class Heartbeat:
+    """Renews the run's lease every ``interval_s``; a refusal (409) or a non-active experiment
+    asks the objective to stop."""
+
+    def __init__(self, api: ApiClient, request: TrainRequest, context: ApiRunContext,
+                 interval_s: float) -> None:
+        self._api = api
+        self._request = request
+        self._context = context
+        self._interval_s = interval_s
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._done.wait(self._interval_s):
+            try:
+                run = self._api.put(f"/training_runs/{self._request.run_id}",
+                                    {"heartbeat": True, "attempt": self._request.attempt})
+            except ApiRequestError as exc:
+                if exc.status == 409:
+                    self._context.supersede()
+                    return
+                log.warning("heartbeat of run %s failed: %s", self._request.run_id, exc)
+                continue
+            except OSError as exc:
+                log.warning("heartbeat of run %s failed: %s", self._request.run_id, exc)
+                continue
+            if run["experiment_state"] not in TRAINING_STATES:
+                self._context.stop()
+
+
+def checkpoint_dir(settings: Settings, run_id: int) -> Path:
+    """Per-run directory that survives attempts, so a retried run resumes from it."""
+    path = settings.data_dir / "runs" / str(run_id)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def train(request: TrainRequest, settings: Settings, api: ApiClient, results: redis.Redis,
+          worker: str) -> TrainResult | None:
+    """Run one attempt end to end. Returns the published result, or None when this attempt was
+    not ours to run (claimed elsewhere, superseded)."""
+    try:
+        run = api.put(f"/training_runs/{request.run_id}", {
+            "state": "running", "attempt": request.attempt, "worker": worker, "heartbeat": True})
+    except ApiRequestError as exc:
+        if exc.status in (404, 409):
+            log.info("run %s attempt %s is not ours to run: %s", request.run_id,
+                     request.attempt, exc.message)
+            return None
+        raise
+    context = ApiRunContext(api, request, checkpoint_dir(settings, request.run_id))
+    if run["experiment_state"] not in TRAINING_STATES:
+        context.stop()
+        return _publish(results, _result(request, stopped=True))
+    with Heartbeat(api, request, context, settings.heartbeat_s):
+        outcome = _run_objective(request, context)
+    if context.superseded.is_set():
+        log.info("run %s attempt %s was superseded; dropping its result", request.run_id,
+                 request.attempt)
+        return None
+    return _publish(results, outcome)
+
+
+def _run_objective(request: TrainRequest, context: ApiRunContext) -> TrainResult:
+    task = Task(name=request.task, cost=request.cost) if request.task is not None else None
+    try:
+        objective = objectives.load(request.objective)
+        result = objective.run(request.assignments, task, request.config, context)
+    except Exception as exc:  # noqa: BLE001 - any failure of user training is a failed run
+        log.warning("run %s attempt %s failed: %s", request.run_id, request.attempt, exc)
+        return _result(request, failed=True, reason=f"{type(exc).__name__}: {exc}"[:2000],
+                       traceback=traceback.format_exc())
+    if context.should_stop():
+        return _result(request, stopped=True)
+    values = [{"name": request.metric, "value": result.value}]
+    values += [{"name": k, "value": v} for k, v in result.extra.items()]
+    return _result(request, values=values)
+
+
+def _result(request: TrainRequest, **fields: Any) -> TrainResult:
+    return TrainResult(experiment_id=request.experiment_id, suggestion_id=request.suggestion_id,
+                       run_id=request.run_id, attempt=request.attempt, **fields)
+
+
+def _publish(results: redis.Redis, result: TrainResult) -> TrainResult:
+    results.xadd(RESULTS_STREAM, {"result": result.to_json()}, maxlen=RESULTS_MAXLEN,
+                 approximate=True)
+    return result

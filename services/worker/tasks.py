@@ -1,0 +1,27 @@
+"""The one Celery task: a thin shell that decodes the message and calls `runner.train`."""
+
+from __future__ import annotations
+
+import socket
+
+import redis
+from celery import Celery
+
+from services.worker.runner import train
+from shared.api_client import ApiClient
+from shared.messages import TrainRequest
+from shared.names import TRAIN_TASK
+from shared.settings import Settings
+
+
+def register(app: Celery, settings: Settings) -> None:
+    @app.task(name=TRAIN_TASK, bind=True)
+    def train_task(self, message: str) -> None:  # type: ignore[no-untyped-def]
+        request = TrainRequest.from_json(message)
+        api = ApiClient(settings.api_url, settings.resolved_service_token(), retry_for_s=300)
+        results = redis.Redis.from_url(settings.redis_url)
+        try:
+            train(request, settings, api, results, self.request.hostname or socket.gethostname())
+        finally:
+            api.close()
+            results.close()
