@@ -155,7 +155,7 @@ def training_run(r: TrainingRun, s: Suggestion, observation_id: int | None,
         "checkpoint_count": r.checkpoint_count,
         "created": _time(r.created),
         "updated": _time(r.updated),
-        "started": _time(r.started),
+        "started": r.started,  # float seconds: scheduling latency is measured with it
         "completed": _time(r.completed),
     }
 

@@ -149,6 +149,8 @@ def _run_objective(request: TrainRequest, context: ApiRunContext) -> TrainResult
         objective = objectives.load(request.objective)
         result = objective.run(request.assignments, task, request.config, context)
     except Exception as exc:  # noqa: BLE001 - any failure of user training is a failed run
+        if context.should_stop():  # the objective stopped as asked (e.g. raised TrainingStopped)
+            return _result(request, stopped=True)
         log.warning("run %s attempt %s failed: %s", request.run_id, request.attempt, exc)
         return _result(request, failed=True, reason=f"{type(exc).__name__}: {exc}"[:2000],
                        traceback=traceback.format_exc())
