@@ -13,6 +13,7 @@ Needs Redis and (for the PostgreSQL row) PostgreSQL on 127.0.0.1, as the tests d
 from __future__ import annotations
 
 import argparse
+import signal
 import asyncio
 import json
 import random
@@ -159,6 +160,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn processes")
     parser.add_argument("--backends", default="sqlite,postgresql")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the services on kill too
     redis_url = services.REDIS_URL
     if not services.redis_answers(redis_url):
         sys.exit(f"Redis is not answering at {redis_url}")

@@ -9,6 +9,7 @@ workers, Redis, SQLite.
 from __future__ import annotations
 
 import argparse
+import signal
 import statistics
 import sys
 import tempfile
@@ -40,14 +41,15 @@ def experiment(budget: float, bandwidth: int) -> dict:
 def run_experiment(platform: services.Platform, api: ApiClient, client: redis.Redis, runs: int,
                    workers: int) -> tuple[list[float], float]:
     """Returns (result-to-next-start gaps in s, completed runs per s)."""
-    client.delete(RESULTS_STREAM)
+    last = client.xrevrange(RESULTS_STREAM, count=1)
+    after = last[0][0].decode() if last else "0"
     started = time.perf_counter()
     eid = api.post("/experiments", experiment(runs, workers))["id"]
     while api.get(f"/experiments/{eid}")["state"] != "completed":
         time.sleep(0.2)
     elapsed = time.perf_counter() - started
     result_times = sorted(int(entry_id.split(b"-")[0]) / 1000
-                          for entry_id, _ in client.xrange(RESULTS_STREAM))
+                          for entry_id, _ in client.xrange(RESULTS_STREAM, min=f"({after}"))
     starts = sorted(r["started"] for r in api.iterate(f"/experiments/{eid}/training_runs"))
     gaps = []
     for t in result_times:
@@ -63,6 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     if not services.redis_answers(services.REDIS_URL):
         sys.exit(f"Redis is not answering at {services.REDIS_URL}")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the services on kill too
     client = redis.Redis.from_url(services.REDIS_URL)
     client.flushdb()
     platform = services.Platform(Path(tempfile.mkdtemp(prefix="multitune-loop-")),
@@ -75,7 +78,7 @@ def main() -> None:
         api = ApiClient(platform.api_url, platform.token())
         run_experiment(platform, api, client, 8, 4)  # warm-up: workers import their objective
         print("| setup | runs | result -> next start p50 ms | p99 ms | completed runs/s |")
-        print("|---|---|---|---|---|")
+        print("|---|---|---|---|---|", flush=True)
         for workers in (1, 4):
             gaps, throughput = run_experiment(platform, api, client, args.runs, workers)
             q = statistics.quantiles(gaps, n=100)

@@ -88,8 +88,17 @@ class Suggester:
 
     # ------------------------------------------------------------------ loop
     def run_forever(self) -> None:
+        """Steps until stopped. Failures (Redis or the API unreachable, a stream deleted under
+        us) back off and re-read this consumer's pending entries, so nothing is skipped."""
         while not self._stopping:
-            self.step(block_ms=500)
+            try:
+                self.step(block_ms=500)
+            except (redis.RedisError, ApiRequestError, OSError) as exc:
+                log.warning("suggester step failed (%s); retrying", exc)
+                if isinstance(exc, redis.ResponseError):
+                    self.ensure_groups()
+                self._cursor = "0"
+                time.sleep(1.0)
 
     def step(self, block_ms: int) -> None:
         now = time.monotonic()
