@@ -43,8 +43,8 @@ SWEEP_S = 15.0
 LEASE_CHECK_S = 1.0
 #: Stream entries idle this long in another consumer's pending list are taken over.
 RECLAIM_IDLE_MS = 60_000
-#: Events that do not change what the pool should contain while it is fresh.
-_POOL_NEUTRAL = {"suggestion.created", "training_run.updated"}
+#: Events after which even a pool computed from the current observation count is outdated.
+_FORCE_REFILL = {"experiment.updated", "observation.updated", "observation.deleted"}
 
 
 class Suggester:
@@ -179,12 +179,11 @@ class Suggester:
         if h.experiment["state"] == "deleted":
             pools.drop(self._redis, eid)
             return
-        if kinds <= _POOL_NEUTRAL | {"sweep", "lease"} and pools.is_fresh(
-                self._redis, eid, h.observation_count):
+        if not kinds & _FORCE_REFILL and pools.is_fresh(self._redis, eid, h.observation_count):
             return
-        self._refill(h)
+        self._refill(h, kinds)
 
-    def _refill(self, h: history_mod.History) -> None:
+    def _refill(self, h: history_mod.History, kinds: set[str]) -> None:
         eid = int(h.experiment["id"])
         k = min(int(h.experiment["parallel_bandwidth"]) + POOL_SLACK, MAX_POOL)
         started = time.perf_counter()
@@ -196,8 +195,9 @@ class Suggester:
             if candidate.source == "fallback":
                 log.warning("experiment %s: optimizer fell back to random: %s", eid,
                             candidate.info.get("error"))
-        log.info("experiment %s: pool of %d refilled from %d observations in %.2fs", eid,
-                 len(result.candidates), h.observation_count, time.perf_counter() - started)
+        log.info("experiment %s: pool of %d refilled from %d observations in %.2fs (after %s)",
+                 eid, len(result.candidates), h.observation_count, time.perf_counter() - started,
+                 ",".join(sorted(kinds)))
 
     def _sweep(self) -> None:
         try:

@@ -104,7 +104,6 @@ def _store(session: Session, experiment: Experiment, assignments: Assignments, t
         updated=now,
     )
     session.add(suggestion)
-    session.flush()
     outbox.record(session, "suggestion.created", experiment)
     session.commit()
     return suggestion
