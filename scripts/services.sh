@@ -21,5 +21,12 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
   for _ in $(seq 100); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 0.2; done
 fi
+# The dashboard's browser tests drive Debian's chromium (never a downloaded browser).
+if [ ! -x /usr/bin/chromium ]; then
+  as_root apt-get install -y -qq chromium >/dev/null 2>&1 \
+    || { as_root apt-get update -qq && as_root apt-get install -y -qq chromium >/dev/null; } \
+    || echo "chromium could not be installed; tests/dashboard_tests need /usr/bin/chromium"
+fi
+
 redis-cli -h 127.0.0.1 ping >/dev/null || { echo "Redis is not answering"; exit 1; }
 pg_isready -h 127.0.0.1 -p 5432 || { echo "PostgreSQL is not answering"; exit 1; }

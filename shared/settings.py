@@ -31,6 +31,10 @@ class Settings:
     heartbeat_s: float
     max_attempts: int
     log_level: str
+    #: Signs the dashboard's session cookie; generated into the data dir when unset.
+    secret_key: str | None = None
+    #: Largest file a training run may upload (artifacts); larger uploads get 413.
+    max_artifact_bytes: int = 50 * 1024 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -55,6 +59,8 @@ class Settings:
             heartbeat_s=float(get("heartbeat_s", "5")),
             max_attempts=int(get("max_attempts", "3")),
             log_level=get("log_level", "INFO"),
+            secret_key=get("secret_key", "") or None,
+            max_artifact_bytes=int(get("max_artifact_bytes", str(50 * 1024 * 1024))),
         )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
@@ -69,21 +75,14 @@ class Settings:
         sharing a data dir agree without configuration)."""
         if self.service_token:
             return self.service_token
-        path = self.data_dir / "service_token"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            for _ in range(50):
-                token = path.read_text().strip()
-                if token:
-                    return token
-                time.sleep(0.05)
-            raise RuntimeError(f"empty service token file {path}") from None
-        token = "mts_" + secrets.token_urlsafe(32)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(token)
-        return token
+        return _shared_secret(self.data_dir / "service_token", "mts_")
+
+    def resolved_secret_key(self) -> str:
+        """The key that signs dashboard sessions: ``MULTITUNE_SECRET_KEY``, else a file in the
+        data dir created once (so every API worker and restart shares it)."""
+        if self.secret_key:
+            return self.secret_key
+        return _shared_secret(self.data_dir / "secret_key", "")
 
     def as_env(self) -> dict[str, str]:
         """The environment that reproduces these settings in a child process."""
@@ -93,3 +92,21 @@ class Settings:
             if value is not None:
                 out[PREFIX + f.name.upper()] = str(value)
         return out
+
+
+def _shared_secret(path: Path, prefix: str) -> str:
+    """Read the secret in ``path``, or create it atomically (the first process wins)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):
+            secret = path.read_text().strip()
+            if secret:
+                return secret
+            time.sleep(0.05)
+        raise RuntimeError(f"empty secret file {path}") from None
+    secret = prefix + secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret)
+    return secret

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import JSON
+from sqlalchemy import BigInteger
 from sqlalchemy import Boolean
 from sqlalchemy import Float
 from sqlalchemy import ForeignKey
@@ -179,3 +180,20 @@ class OutboxEvent(Base):
     created: Mapped[float] = mapped_column(Float)
     lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
     leased_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class Artifact(Base):
+    """A file a training run uploaded (plot, image, model checkpoint). The bytes live under
+    ``<data dir>/artifacts/<storage_key>``; the key is made of ids only, never the file name."""
+
+    __tablename__ = "artifacts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), index=True)
+    training_run_id: Mapped[int] = mapped_column(ForeignKey("training_runs.id"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    name: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(String(200))
+    created: Mapped[float] = mapped_column(Float)

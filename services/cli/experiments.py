@@ -84,3 +84,48 @@ def show(settings: Settings, experiment_id: str, token: str) -> None:
     for b in best:
         values = ", ".join(f"{v['name']}={v['value']:.6g}" for v in b["values"])
         click.echo(f"best: {values}  {json.dumps(b['assignments'])}")
+    _show_importance(client, experiment_id, multitask=bool(e.get("tasks")))
+    _show_best_vs_cost(client, experiment_id)
+
+
+def _bar(share: float, width: int = 30) -> str:
+    return "#" * max(0, round(share * width))
+
+
+def _show_importance(client: ApiClient, experiment_id: str, multitask: bool) -> None:
+    """Parameter importance from full-cost observations (and across tasks when multitask)."""
+    modes = [("full", "full-cost observations")] + ([("all", "all tasks")] if multitask else [])
+    path = f"/experiments/{experiment_id}/analytics/importance"
+    for mode, label in modes:
+        result = _call(lambda mode=mode: client.get(path, task=mode))
+        click.echo(f"\nimportance ({label}, {result['observation_count']} observations):")
+        if not result["data"]:
+            click.echo(f"  {result.get('message') or 'not available yet'}")
+            continue
+        width = max(len(d["parameter"]) for d in result["data"])
+        for d in result["data"]:
+            click.echo(f"  {d['parameter']:<{width}}  {d['importance'] * 100:5.1f}%  "
+                       f"{_bar(d['importance'])}")
+        if result.get("task_importance") is not None:
+            click.echo(f"  (the task explains {result['task_importance'] * 100:.1f}%; "
+                       "parameter shares rescaled to 100%)")
+        click.echo("  method: " + result["method"])
+
+
+def _show_best_vs_cost(client: ApiClient, experiment_id: str) -> None:
+    """The cost spent each time the best full-cost value improved."""
+    history = _call(client.get, f"/experiments/{experiment_id}/analytics/history")
+    steps = history["best_vs_cost"]
+    click.echo(f"\nbest full-cost {history['metric']} ({history['objective']}) "
+               "vs cumulative cost:")
+    if not steps:
+        click.echo("  no full-cost observation yet")
+        return
+    click.echo(f"  {'cost':>10}  {'observations':>12}  {'best':>12}")
+    for step in steps:
+        click.echo(f"  {step['cumulative_cost']:>10.4g}  {step['observations']:>12}  "
+                   f"{step['best_full_cost']:>12.6g}")
+    if history["data"]:
+        last = history["data"][-1]
+        click.echo(f"  {last['cumulative_cost']:>10.4g}  {history['count']:>12}  "
+                   f"{last['best_full_cost']:>12.6g}  (now)")

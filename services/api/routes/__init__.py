@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from flask import Flask
 
+from services.api.dashboard import views as dashboard
+from services.api.routes import analytics
+from services.api.routes import artifacts
 from services.api.routes import experiments
 from services.api.routes import health
 from services.api.routes import observations
@@ -15,4 +18,6 @@ from services.api.routes import training_runs
 def register(app: Flask) -> None:
     app.register_blueprint(health.bp)
     for module in (experiments, suggestions, queued_suggestions, observations, training_runs):
+        app.register_blueprint(module.bp)
+    for module in (analytics, artifacts, dashboard):
         app.register_blueprint(module.bp)

@@ -1,0 +1,98 @@
+"""Dashboard sign-in: a token typed into ``/login`` becomes a signed Flask session holding the
+token's SHA-256 digest (never the token). Every request re-checks the digest against the
+tokens table, so a revoked token signs the session out; scoping is the API's own `Principal`.
+
+`token_or_session` lets the read-only (GET) JSON routes the pages poll accept that session as
+well as an API token; writes always need a token.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+
+from flask import current_app
+from flask import g
+from flask import request
+from flask import session
+from sqlalchemy import select
+
+from services.api.auth import Principal
+from services.api.auth import digest
+from services.api.auth import require_token
+from services.api.db import get_session
+from services.api.errors import ApiError
+from services.api.models import Client
+from services.api.models import Token
+
+_KEY = "token_digest"
+_CSRF = "csrf"
+
+
+def principal_of(token_digest: str) -> Principal | None:
+    service = digest(current_app.config["SERVICE_TOKEN"])
+    if hmac.compare_digest(token_digest, service):
+        return Principal(client_id=None, name="service")
+    row = get_session().execute(
+        select(Token.client_id, Client.name)
+        .join(Client, Client.id == Token.client_id)
+        .where(Token.digest == token_digest, Token.revoked.is_(False))
+    ).first()
+    return Principal(client_id=row[0], name=row[1]) if row else None
+
+
+def sign_in(token: str) -> Principal | None:
+    """Start a session for ``token``; None (and no session) when it is not a valid token."""
+    token = token.strip()
+    if not token or len(token) > 500:
+        return None
+    principal = principal_of(digest(token))
+    if principal is None:
+        return None
+    session.clear()
+    session.permanent = True
+    session[_KEY] = digest(token)
+    session[_CSRF] = secrets.token_urlsafe(24)
+    return principal
+
+
+def sign_out() -> None:
+    session.clear()
+
+
+def session_principal() -> Principal | None:
+    """The signed-in principal (cached on ``g``), or None."""
+    if "dashboard_principal" not in g:
+        token_digest = session.get(_KEY)
+        found = principal_of(token_digest) if isinstance(token_digest, str) else None
+        g.dashboard_principal = found
+        if g.dashboard_principal is None and token_digest is not None:
+            session.clear()
+    principal: Principal | None = g.dashboard_principal
+    return principal
+
+
+def csrf_token() -> str:
+    """The session's form token (created on first use, also before sign-in)."""
+    if _CSRF not in session:
+        session[_CSRF] = secrets.token_urlsafe(24)
+    token: str = session[_CSRF]
+    return token
+
+
+def check_csrf() -> None:
+    sent = request.form.get("csrf", "")
+    expected = session.get(_CSRF, "")
+    if not sent or not expected or not hmac.compare_digest(sent, expected):
+        raise ApiError(400, "Invalid value for csrf: the form expired; reload the page and retry")
+
+
+def token_or_session() -> None:
+    """``before_request`` of read routes the pages use: a token as everywhere in /v1, or, for
+    GET without an ``Authorization`` header, the dashboard session."""
+    if request.method in ("GET", "HEAD") and "Authorization" not in request.headers:
+        principal = session_principal()
+        if principal is not None:
+            g.principal = principal
+            return
+    require_token()
