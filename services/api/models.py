@@ -169,8 +169,7 @@ class Checkpoint(Base):
 
 class OutboxEvent(Base):
     """An event committed with the change it describes; the relay moves it to Redis, then
-    deletes it. ``lease_owner``/``leased_at`` stop two relays from sending the same rows at once
-    (a relay that dies mid-send loses its lease after a timeout and the rows are sent again)."""
+    deletes it (see `services.api.outbox`)."""
 
     __tablename__ = "outbox"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -178,8 +177,6 @@ class OutboxEvent(Base):
     experiment_id: Mapped[int] = mapped_column(Integer)
     observation_count: Mapped[int] = mapped_column(Integer, default=0)
     created: Mapped[float] = mapped_column(Float)
-    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    leased_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Artifact(Base):

@@ -32,8 +32,6 @@ def upgrade() -> None:
         sa.Column("experiment_id", sa.Integer(), nullable=False),
         sa.Column("observation_count", sa.Integer(), nullable=False),
         sa.Column("created", sa.Float(), nullable=False),
-        sa.Column("lease_owner", sa.String(length=64), nullable=True),
-        sa.Column("leased_at", sa.Float(), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
