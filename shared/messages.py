@@ -47,7 +47,6 @@ class Event:
     type: str
     experiment_id: int
     id: int = 0
-    observation_count: int = 0
 
     def to_json(self) -> str:
         return _encode(self)

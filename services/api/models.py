@@ -65,10 +65,6 @@ class Experiment(Base):
     updated: Mapped[float] = mapped_column(Float)
     #: Next index of the initial design the API serves when the pool is empty.
     design_cursor: Mapped[int] = mapped_column(Integer, default=0)
-    #: Non-deleted observations; the freshness tag of pool entries is compared with it.
-    observation_count: Mapped[int] = mapped_column(Integer, default=0)
-    #: Sum of task costs over non-deleted observations.
-    budget_consumed: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class Suggestion(Base):
@@ -175,7 +171,6 @@ class OutboxEvent(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     type: Mapped[str] = mapped_column(String(40))
     experiment_id: Mapped[int] = mapped_column(Integer)
-    observation_count: Mapped[int] = mapped_column(Integer, default=0)
     created: Mapped[float] = mapped_column(Float)
 
 

@@ -39,12 +39,7 @@ DEBOUNCE_S = 0.01
 def record(session: Session, event_type: str, experiment: Experiment) -> None:
     """Add an event to the current transaction."""
     session.add(
-        OutboxEvent(
-            type=event_type,
-            experiment_id=experiment.id,
-            observation_count=experiment.observation_count,
-            created=time.time(),
-        )
+        OutboxEvent(type=event_type, experiment_id=experiment.id, created=time.time())
     )
 
 
@@ -97,15 +92,9 @@ class Relay:
                 return 0
             pipe = self._redis.pipeline(transaction=False)
             for row in rows:
-                event = Event(
-                    type=row.type,
-                    experiment_id=row.experiment_id,
-                    id=row.id,
-                    observation_count=row.observation_count,
-                )
-                pipe.xadd(
-                    EVENTS_STREAM, {"event": event.to_json()}, maxlen=STREAM_MAXLEN, approximate=True
-                )
+                event = Event(type=row.type, experiment_id=row.experiment_id, id=row.id)
+                pipe.xadd(EVENTS_STREAM, {"event": event.to_json()}, maxlen=STREAM_MAXLEN,
+                          approximate=True)
             pipe.execute()
             session.execute(delete(OutboxEvent).where(OutboxEvent.id.in_([r.id for r in rows])))
             session.commit()

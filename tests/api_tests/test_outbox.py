@@ -40,7 +40,7 @@ def test_events_survive_until_a_relay_sends_them(app: Flask, client: FlaskClient
     events = _events(redis_client)
     assert [e.type for e in events] == ["experiment.created", "suggestion.created",
                                        "observation.created"]
-    assert events[-1].experiment_id == int(eid) and events[-1].observation_count == 1
+    assert events[-1].experiment_id == int(eid)
     assert relay.relay_once() == 0
     with app.app_context():
         assert get_session().scalar(select(func.count()).select_from(OutboxEvent)) == 0

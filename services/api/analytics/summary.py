@@ -15,6 +15,8 @@ from services.api.models import Experiment
 from services.api.models import Observation
 from services.api.models import Suggestion
 from services.api.models import TrainingRun
+from services.api.store.results import ObservationStats
+from services.api.store.results import observation_stats
 from shared.space import ExperimentSpec
 
 
@@ -25,10 +27,10 @@ def owners(session: Session, client_ids: set[int]) -> dict[int, str]:
     return dict(rows.tuples().all())
 
 
-def budget_fraction(experiment: Experiment) -> float | None:
+def budget_fraction(experiment: Experiment, stats: ObservationStats) -> float | None:
     if not experiment.observation_budget:
         return None
-    return min(1.0, experiment.budget_consumed / experiment.observation_budget)
+    return min(1.0, stats.cost / experiment.observation_budget)
 
 
 def best(dataset: Dataset) -> dict[str, Any] | None:
@@ -75,6 +77,7 @@ def run_states(session: Session, experiment: Experiment) -> dict[str, int]:
 
 def experiment_summary(session: Session, experiment: Experiment,
                        dataset: Dataset) -> dict[str, Any]:
+    stats = observation_stats(session, experiment.id)
     return {
         "object": "experiment_summary",
         "id": str(experiment.id),
@@ -83,10 +86,10 @@ def experiment_summary(session: Session, experiment: Experiment,
         "owner": owners(session, {experiment.client_id}).get(experiment.client_id),
         "created": experiment.created,
         "updated": experiment.updated,
-        "observation_count": experiment.observation_count,
+        "observation_count": stats.count,
         "observation_budget": experiment.observation_budget,
-        "budget_consumed": round(experiment.budget_consumed, 12),
-        "budget_fraction": budget_fraction(experiment),
+        "budget_consumed": round(stats.cost, 12),
+        "budget_fraction": budget_fraction(experiment, stats),
         "metric": dataset.metric.name,
         "objective": dataset.metric.objective,
         "best": best(dataset),

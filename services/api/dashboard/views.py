@@ -39,6 +39,7 @@ from services.api.schemas.experiments import ExperimentListQuery
 from services.api.store import artifacts
 from services.api.store import experiments
 from services.api.store import training_runs
+from services.api.store.results import observation_stats_many
 
 bp = Blueprint("dashboard", __name__)
 
@@ -163,8 +164,9 @@ def experiment_list() -> str:
     rows, count, paging = experiments.list_page(session, principal, query)
     best = summary.best_values(session, rows)
     owner = summary.owners(session, {e.client_id for e in rows})
+    stats = observation_stats_many(session, [e.id for e in rows])
     items = [{"experiment": e, "best": best.get(e.id), "owner": owner.get(e.client_id),
-              "fraction": summary.budget_fraction(e),
+              "stats": stats[e.id], "fraction": summary.budget_fraction(e, stats[e.id]),
               "metric": dataset.choose_metric(experiments.spec(e), None)} for e in rows]
     return render_template("dashboard/experiments.html", items=items, count=count,
                            paging=paging, q=query.search or "", state=query.state, states=STATES)
@@ -224,8 +226,9 @@ def compare() -> str:
             raise not_found("experiment", missing[0])
         found = [by_id[i] for i in ids]
         best = summary.best_values(session, found)
+        stats = observation_stats_many(session, ids)
         items = [{"id": e.id, "name": e.name, "experiment": e, "state": e.state,
-                  "best": best.get(e.id)} for e in found]
+                  "stats": stats[e.id], "best": best.get(e.id)} for e in found]
         return render_template("dashboard/compare.html", kind="experiments", items=items)
     raise invalid("runs", "give ?runs=1,2,3 or ?experiments=1,2")
 

@@ -36,6 +36,7 @@ from services.api.schemas.analytics import SuggestionTableQuery
 from services.api.schemas.analytics import ids_of
 from services.api.store import experiments
 from services.api.store import training_runs
+from services.api.store.results import observation_stats
 from shared.space import ExperimentSpec
 
 bp = ApiBlueprint("analytics", __name__, url_prefix="/v1")
@@ -84,7 +85,8 @@ def importance(experiment_id: int, query: ImportanceQuery) -> Response:
     experiment = _experiment(experiment_id)
     spec = ExperimentSpec.from_json(experiment.definition)
     metric = dataset.choose_metric(spec, query.metric).name
-    key = ("importance", experiment.id, experiment.observation_count, experiment.updated,
+    stats = observation_stats(get_session(), experiment.id)
+    key = ("importance", experiment.id, stats.count, stats.last_change, experiment.updated,
            query.task, metric)
     result = cache.cached(key, lambda: parameter_importance(
         dataset.load(get_session(), experiment, metric), query.task))

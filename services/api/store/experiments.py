@@ -71,8 +71,6 @@ def create(session: Session, principal: Principal, body: ExperimentCreate) -> Ex
         created=now,
         updated=now,
         design_cursor=0,
-        observation_count=0,
-        budget_consumed=0.0,
     )
     session.add(experiment)
     session.flush()

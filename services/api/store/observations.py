@@ -1,8 +1,7 @@
 """Observations: create (single and batch, idempotent), update, delete, list.
 
-The experiment's counters (observation count, budget consumed = sum of task costs) change with
-SQL increments in the same transaction as the observation, so concurrent writers never lose an
-update. A suggestion holds at most one live observation unless the request says
+Counts and the budget consumed (sum of task costs) are aggregates over the live observations
+(`services.api.store.results.observation_stats`), so nothing else changes with them. A suggestion holds at most one live observation unless the request says
 ``allow_multiple`` (a unique column enforces it, races included); a retried POST with the same
 ``Idempotency-Key``, or the same body for the same suggestion, returns the first observation.
 """
@@ -28,7 +27,6 @@ from services.api.schemas.common import PageQuery
 from services.api.schemas.observations import ObservationCreate
 from services.api.store.paging import fetch_page
 from services.api.store.suggestions import check_point
-from services.api.store.suggestions import check_task
 from shared.space import ExperimentSpec
 from shared.space import assignment_key
 
@@ -138,20 +136,6 @@ def _build(session: Session, experiment: Experiment, spec: ExperimentSpec, body:
     return observation
 
 
-def _count(session: Session, experiment: Experiment, delta_count: int, delta_cost: float) -> None:
-    row = session.execute(
-        update(Experiment)
-        .where(Experiment.id == experiment.id)
-        .values(
-            observation_count=Experiment.observation_count + delta_count,
-            budget_consumed=Experiment.budget_consumed + delta_cost,
-            updated=time.time(),
-        )
-        .returning(Experiment.observation_count, Experiment.budget_consumed)
-    ).one()
-    experiment.observation_count, experiment.budget_consumed = row[0], row[1]
-
-
 def create(session: Session, experiment: Experiment, spec: ExperimentSpec,
            body: ObservationCreate, idempotency_key: str | None) -> Observation:
     if idempotency_key is not None:
@@ -174,10 +158,7 @@ def create_many(session: Session, experiment: Experiment, spec: ExperimentSpec,
                 key = idempotency_key if not prefix else f"{idempotency_key}#{i}"
             item_prefix = f"{prefix}[{i}]." if prefix else ""
             built.append(_build(session, experiment, spec, body, item_prefix, key))
-        new = [o for o in built if o.id is None]
-        session.flush()
-        if new:
-            _count(session, experiment, len(new), sum(o.cost for o in new))
+        if any(o.id is None for o in built):
             outbox.record(session, "observation.created", experiment)
         session.commit()
     except IntegrityError as exc:
@@ -199,7 +180,6 @@ def _by_idempotency_key(session: Session, experiment: Experiment, key: str) -> O
 def update_one(session: Session, experiment: Experiment, spec: ExperimentSpec,
                observation: Observation, body: ObservationCreate) -> Observation:
     """PUT: fields sent replace the stored ones (values, failure, metadata, point)."""
-    old_cost = observation.cost
     if body.value is not None or body.values is not None or body.failed is not None:
         observation.values = _values(spec, body, "")
         observation.failed = bool(body.failed)
@@ -214,19 +194,16 @@ def update_one(session: Session, experiment: Experiment, spec: ExperimentSpec,
         if suggestion is not None:
             suggestion.state = "closed"
     elif body.task is not None:
-        check_task(spec, body.task)
         raise invalid("task", "send task together with assignments")
     if body.metadata is not None:
         observation.meta = body.metadata
     observation.updated = time.time()
+    outbox.record(session, "observation.updated", experiment)
     try:
-        session.flush()
+        session.commit()
     except IntegrityError as exc:
         session.rollback()
         raise ApiError(409, "Conflict in suggestion: it already has a live observation") from exc
-    _count(session, experiment, 0, observation.cost - old_cost)
-    outbox.record(session, "observation.updated", experiment)
-    session.commit()
     return observation
 
 
@@ -249,8 +226,6 @@ def delete(session: Session, experiment: Experiment, observation: Observation) -
     observation.deleted = True
     _release(session, observation)
     observation.updated = time.time()
-    session.flush()
-    _count(session, experiment, -1, -observation.cost)
     outbox.record(session, "observation.deleted", experiment)
     session.commit()
 
@@ -258,15 +233,13 @@ def delete(session: Session, experiment: Experiment, observation: Observation) -
 def delete_all(session: Session, experiment: Experiment) -> None:
     live = list(session.scalars(select(Observation).where(
         Observation.experiment_id == experiment.id, Observation.deleted.is_(False))))
+    now = time.time()
     for observation in live:
         observation.deleted = True
         observation.exclusive_suggestion_id = None
+        observation.updated = now
     session.execute(update(Suggestion).where(Suggestion.experiment_id == experiment.id)
-                    .values(state="open"))
-    session.flush()
-    session.execute(update(Experiment).where(Experiment.id == experiment.id)
-                    .values(observation_count=0, budget_consumed=0.0, updated=time.time()))
-    experiment.observation_count, experiment.budget_consumed = 0, 0.0
+                    .values(state="open", updated=now))
     outbox.record(session, "observation.deleted", experiment)
     session.commit()
 

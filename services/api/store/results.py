@@ -3,8 +3,12 @@ multitask experiment; cheap-task results never do."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import case
+from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -12,6 +16,37 @@ from services.api.models import Experiment
 from services.api.models import Observation
 from shared.space import ExperimentSpec
 from shared.space import Metric
+
+
+@dataclass(frozen=True)
+class ObservationStats:
+    """Live observations of an experiment: how many, their summed task cost (the budget
+    consumed), and when any observation (deleted ones included) last changed."""
+
+    count: int
+    cost: float
+    last_change: float
+
+
+def observation_stats_many(session: Session, experiment_ids: Iterable[int]) -> dict[int, ObservationStats]:
+    """One grouped aggregate query. Counting instead of keeping counters on the experiment row
+    keeps concurrent observation writers from queueing on that row's lock."""
+    ids = list(experiment_ids)
+    live = Observation.deleted.is_(False)
+    rows = session.execute(
+        select(
+            Observation.experiment_id,
+            func.sum(case((live, 1), else_=0)),
+            func.sum(case((live, Observation.cost), else_=0.0)),
+            func.max(Observation.updated),
+        ).where(Observation.experiment_id.in_(ids)).group_by(Observation.experiment_id)
+    ).all()
+    stats = {int(r[0]): ObservationStats(int(r[1]), float(r[2]), float(r[3])) for r in rows}
+    return {i: stats.get(i, ObservationStats(0, 0.0, 0.0)) for i in ids}
+
+
+def observation_stats(session: Session, experiment_id: int) -> ObservationStats:
+    return observation_stats_many(session, [experiment_id])[experiment_id]
 
 
 def _value(observation: Observation, metric: Metric) -> float | None:
@@ -91,9 +126,10 @@ def progress(session: Session, experiment: Experiment, spec: ExperimentSpec) -> 
     first = session.scalar(base.order_by(Observation.id.asc()).limit(1))
     last = session.scalar(base.order_by(Observation.id.desc()).limit(1))
     best = best_observations(session, experiment, spec) if first is not None else []
+    stats = observation_stats(session, experiment.id)
     return {
-        "observation_count": experiment.observation_count,
-        "observation_budget_consumed": round(experiment.budget_consumed, 12),
+        "observation_count": stats.count,
+        "observation_budget_consumed": round(stats.cost, 12),
         "first_observation": first,
         "last_observation": last,
         "best_observation": best[0] if len(spec.optimized_metrics) == 1 and best else None,

@@ -32,6 +32,7 @@ from services.api.models import Suggestion
 from services.api.schemas.common import PageQuery
 from services.api.schemas.suggestions import SuggestionListQuery
 from services.api.store.paging import fetch_page
+from services.api.store.results import observation_stats
 from shared.design import design_point
 from shared.design import initial_design_size
 from shared.design import random_point
@@ -142,7 +143,7 @@ def serve(session: Session, client: redis.Redis, experiment: Experiment, spec: E
             return False
         return not is_duplicate(session, experiment.id, assignment_key(entry.assignments, entry.task))
 
-    count = experiment.observation_count
+    count = observation_stats(session, experiment.id).count
     entry = pool.take(client, experiment.id, count, usable)
     if entry is not None:
         return _store(session, experiment, entry.assignments, entry.task, "pool", metadata)

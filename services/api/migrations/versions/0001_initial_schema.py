@@ -30,7 +30,6 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("type", sa.String(length=40), nullable=False),
         sa.Column("experiment_id", sa.Integer(), nullable=False),
-        sa.Column("observation_count", sa.Integer(), nullable=False),
         sa.Column("created", sa.Float(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
@@ -47,8 +46,6 @@ def upgrade() -> None:
         sa.Column("created", sa.Float(), nullable=False),
         sa.Column("updated", sa.Float(), nullable=False),
         sa.Column("design_cursor", sa.Integer(), nullable=False),
-        sa.Column("observation_count", sa.Integer(), nullable=False),
-        sa.Column("budget_consumed", sa.Float(), nullable=False),
         sa.ForeignKeyConstraint(
             ["client_id"],
             ["clients.id"],
