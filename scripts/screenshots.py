@@ -30,8 +30,8 @@ from tests.dashboard_tests.site import launch  # noqa: E402
 from tests.dashboard_tests.site import png_plot  # noqa: E402
 from tests.dashboard_tests.site import sign_in  # noqa: E402
 from tests.dashboard_tests.site import start_site  # noqa: E402
-from tests.dashboard_tests.site import wait_until  # noqa: E402
 from tests.services import Platform  # noqa: E402
+from tests.services import wait_for  # noqa: E402
 
 MAX_BYTES = 300 * 1024
 
@@ -67,7 +67,7 @@ def main() -> None:
         stack.callback(platform.stop_all)
         site = start_site(platform, workers=2, budget=args.budget)
         print(f"training experiment {site.managed} on {site.url} ...", flush=True)
-        wait_until(lambda: finished(site), 600, "the experiment to finish", platform)
+        wait_for(lambda: finished(site), 600, "the experiment to finish", platform)
         api = site.api()
         runs = list(api.iterate(f"/experiments/{site.managed}/training_runs"))
         run = max(runs, key=lambda r: (r["checkpoint_count"], r["id"]))

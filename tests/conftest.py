@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,11 +37,22 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture()
-def platform(tmp_path: Path, redis_url: str, redis_client: redis.Redis) -> Iterator[Platform]:
-    """A live API (gunicorn) on a free port over SQLite in a temp data dir; call
-    ``platform.start("suggester")`` etc. for more services. Everything is stopped afterwards."""
-    live = Platform(tmp_path, redis_url)
-    try:
-        yield live
-    finally:
-        live.stop_all()
+def make_platform(tmp_path: Path, redis_url: str,
+                  redis_client: redis.Redis) -> Iterator[Callable[..., Platform]]:
+    """``make_platform(**settings)``: live services over SQLite in a temp data dir, with
+    ``MULTITUNE_<NAME>`` settings; ``start_api()``, ``start("suggester", "suggester")``, ...
+    start them. Everything is stopped afterwards."""
+    made: list[Platform] = []
+
+    def make(**settings: str) -> Platform:
+        made.append(Platform(tmp_path, redis_url, **settings))
+        return made[-1]
+
+    yield make
+    for platform in made:
+        platform.stop_all()
+
+
+@pytest.fixture()
+def platform(make_platform: Callable[..., Platform]) -> Platform:
+    return make_platform()

@@ -11,9 +11,11 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import redis
@@ -24,6 +26,36 @@ POSTGRES_URL = os.environ.get(
     "MULTITUNE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REPO = Path(__file__).resolve().parents[1]
+
+
+#: A managed multitask experiment on BoTorch's AugmentedHartmann (seconds per run).
+HARTMANN = {
+    "name": "managed hartmann",
+    "parameters": [{"name": f"x{i}", "type": "double", "bounds": {"min": 0, "max": 1}}
+                   for i in range(1, 7)],
+    "metrics": [{"name": "value", "objective": "minimize"}],
+    "tasks": [{"name": "s0.125", "cost": 0.125}, {"name": "s0.25", "cost": 0.25},
+              {"name": "s0.5", "cost": 0.5}, {"name": "s1", "cost": 1.0}],
+    "observation_budget": 12,
+    "parallel_bandwidth": 3,
+    "objective": {"name": "augmented_hartmann", "config": {"sleep_per_cost": 1.0, "max_epochs": 4}},
+}
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str,
+             platform: Processes | None = None) -> Any:
+    """Poll ``predicate`` until it is truthy and return its value; on timeout fail with the
+    services' log tails."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.25)
+    logs = ""
+    if platform is not None:
+        logs = "\n".join(f"--- {name}\n{platform.log(name)[-3000:]}" for name in platform.running)
+    raise AssertionError(f"timed out waiting for {what}\n{logs}")
 
 
 def free_port() -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 from sigopt import Connection
@@ -21,17 +22,10 @@ def _objective(assignments: dict, cost: float) -> float:
 
 
 @pytest.mark.slow
-def test_sigopt_client_multitask_loop(tmp_path, redis_url: str, redis_client) -> None:
+def test_sigopt_client_multitask_loop(make_platform: Callable[..., Platform]) -> None:
     # A short wait bound keeps this API test fast when the model is slow to refit; the
     # optimizer's own tests and benches judge the points it serves.
-    platform = Platform(tmp_path, redis_url, suggestion_wait_s="3")
-    try:
-        _loop(platform)
-    finally:
-        platform.stop_all()
-
-
-def _loop(platform: Platform) -> None:
+    platform = make_platform(suggestion_wait_s="3")
     platform.start_api()
     platform.start("suggester", "suggester")
     conn = Connection(client_token=platform.token())

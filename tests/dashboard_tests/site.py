@@ -7,9 +7,7 @@ from __future__ import annotations
 import math
 import random
 import struct
-import time
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +17,7 @@ from playwright.sync_api import Page
 from playwright.sync_api import Playwright
 
 from shared.api_client import ApiClient
+from tests.services import HARTMANN
 from tests.services import Platform
 
 CHROMIUM = "/usr/bin/chromium"
@@ -27,18 +26,9 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
                  "--disable-sync", "--no-first-run"]
 VIEWPORT = {"width": 1280, "height": 800}
 
-MANAGED = {
-    "name": "managed hartmann",
-    "parameters": [{"name": f"x{i}", "type": "double", "bounds": {"min": 0, "max": 1}}
-                   for i in range(1, 7)],
-    "metrics": [{"name": "value", "objective": "minimize"}],
-    "tasks": [{"name": "s0.125", "cost": 0.125}, {"name": "s0.25", "cost": 0.25},
-              {"name": "s0.5", "cost": 0.5}, {"name": "s1", "cost": 1.0}],
-    "observation_budget": 2,
-    "parallel_bandwidth": 2,
-    "objective": {"name": "augmented_hartmann",
-                  "config": {"sleep_per_cost": 0.5, "max_epochs": 8}},
-}
+MANAGED = {**HARTMANN, "observation_budget": 2, "parallel_bandwidth": 2,
+           "objective": {"name": "augmented_hartmann",
+                         "config": {"sleep_per_cost": 0.5, "max_epochs": 8}}}
 
 SYNTHETIC = {
     "name": "synthetic importance",
@@ -147,18 +137,6 @@ def start_site(platform: Platform, workers: int = 1, budget: float | None = None
     api.put(f"/experiments/{synthetic}", {"state": "completed"})
     return Site(platform=platform, token=token, other_token=other, managed=managed,
                 synthetic=synthetic)
-
-
-def wait_until(predicate: Callable[[], object], timeout_s: float, what: str,
-               platform: Platform | None = None) -> None:
-    """Poll ``predicate`` until it is truthy; on timeout fail with the services' log tails."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            logs = "" if platform is None else "\n".join(
-                f"--- {name}\n{platform.log(name)[-3000:]}" for name in platform.running)
-            raise AssertionError(f"timed out waiting for {what}\n{logs}")
-        time.sleep(0.25)
 
 
 def finished(site: Site) -> bool:

@@ -16,7 +16,7 @@ from tests.dashboard_tests.site import Site
 from tests.dashboard_tests.site import finished
 from tests.dashboard_tests.site import png_plot
 from tests.dashboard_tests.site import sign_in
-from tests.dashboard_tests.site import wait_until
+from tests.services import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ RUN_STATES = {"open", "queued", "running", "completed", "failed", "lost", "stopp
 @pytest.fixture()
 def done(site: Site) -> Site:
     """The site once the managed experiment has completed and its runs finished."""
-    wait_until(lambda: finished(site), 300, "the managed experiment to finish", site.platform)
+    wait_for(lambda: finished(site), 300, "the managed experiment to finish", site.platform)
     return site
 
 
@@ -58,7 +58,7 @@ def test_experiment_page_refreshes_while_the_experiment_runs(site: Site,
     assert t.page.get_attribute("main", "data-state") == "active"
     first = int(t.page.text_content("#observation-count") or 0)
     drawn = int(t.page.get_attribute("#history", "data-count") or 0)
-    wait_until(lambda: finished(site), 300, "the managed experiment to finish", site.platform)
+    wait_for(lambda: finished(site), 300, "the managed experiment to finish", site.platform)
     # No reload: the page polls the summary and redraws when observations arrive.
     _until(t, f"Number(document.getElementById('observation-count').textContent) > {first}"
               f" && Number(document.getElementById('history').dataset.count) > {drawn}")

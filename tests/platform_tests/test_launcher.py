@@ -14,9 +14,9 @@ import pytest
 import requests
 
 from shared.api_client import ApiClient
-from tests.platform_tests.conftest import wait_for
 from tests.services import REPO
 from tests.services import free_port
+from tests.services import wait_for
 from tests.services import wait_http
 
 pytestmark = pytest.mark.slow

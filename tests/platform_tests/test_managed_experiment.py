@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from tests.platform_tests.conftest import HARTMANN
 from tests.platform_tests.conftest import check_finished_experiment
 from tests.platform_tests.conftest import client_for
-from tests.platform_tests.conftest import wait_for
+from tests.services import HARTMANN
 from tests.services import Platform
+from tests.services import wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -4,6 +4,8 @@ or random one), and the loop beats random search at equal cost on a multitask pr
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -31,18 +33,11 @@ def random_search_best(seed: int) -> float:
     return min(values)
 
 
-def test_sequential_loop_is_fresh_and_beats_random_search(tmp_path, redis_url: str,
-                                                          redis_client) -> None:
+def test_sequential_loop_is_fresh_and_beats_random_search(
+        make_platform: Callable[..., Platform]) -> None:
     # A generous wait bound: on a loaded machine a refit can take several seconds, and this
     # test is about never serving a stale or random point, not about refit speed.
-    platform = Platform(tmp_path, redis_url, suggestion_wait_s="30")
-    try:
-        _loop(platform)
-    finally:
-        platform.stop_all()
-
-
-def _loop(platform: Platform) -> None:
+    platform = make_platform(suggestion_wait_s="30")
     platform.start_api()
     platform.start("suggester", "suggester")
     conn = Connection(client_token=platform.token())
