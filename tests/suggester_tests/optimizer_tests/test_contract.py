@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from services.suggester.optimizer import SOURCES
 from services.suggester.optimizer import Candidate
 from services.suggester.optimizer import GridOptimizer
 from services.suggester.optimizer import MultitaskOptimizer
@@ -55,7 +56,7 @@ def _check_types(spec: ExperimentSpec, candidate: Candidate) -> None:
         assert candidate.task in {t.name for t in spec.tasks}
     else:
         assert candidate.task is None
-    assert candidate.source in ("design", "model", "random", "grid", "fallback")
+    assert candidate.source in SOURCES
     assert candidate.source != "fallback", candidate.info
     json.dumps(candidate.info)
 

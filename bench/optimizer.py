@@ -1,0 +1,262 @@
+"""Compare multitune's multitask BO with baselines at equal total cost (see `_opt_problems`).
+
+Every (problem, method, seed) run simulates 4 asynchronous workers (`_opt_sim`) until the
+problem's budget (in full-cost evaluations) is spent. For each problem and method it prints:
+
+* cost-to-target: the compute consumed when the best full-cost observation first has regret
+  <= tau (1% of the function's range), median and IQR over seeds, an unreached seed counting as
+  infinite (shown as ``>budget``), and the fraction of seeds that reach it;
+* final regret of the best full-cost observed configuration: median and IQR;
+* evaluations per fidelity, failures, and the optimizer's seconds per suggestion (mean, max).
+
+Random search and TPE + Hyperband are cheap to run, so their cost-to-target is also measured
+on a second run with ``--extend`` times the budget (rows ``random xN``, ``tpe_hb xN``); their
+final regret always comes from the equal-budget run. For random search the exact law is also
+known: with ``p`` the share of the space within ``tau`` (estimated from ``--mc`` uniform
+samples), its median cost-to-target is ``ln 2 / p`` full evaluations (row ``random (law)``).
+
+Then, per problem, the cost-to-target ratio of ``mtbo`` to each baseline: the ratio of medians
+(using the extended runs and the law where they exist; ``<=`` when the baseline's median is
+still censored, so the true ratio is smaller) and the paired median ratio over seeds where both
+reach the target. The targets are <= 0.2 against random search and <= 0.5 against TPE + HB.
+
+multitune runs with the library's default settings (``--restarts``/``--raw-samples`` change the
+acquisition effort, ``--model fidelity`` the surrogate).
+
+Run: ``python bench/optimizer.py`` (10 seeds, all problems, 2 processes x 1 thread, about 10
+minutes here); ``--seeds 2 --problems branin`` for a smoke run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
+warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+
+from _opt_methods import METHODS  # noqa: E402
+from _opt_methods import make_method  # noqa: E402
+from _opt_problems import FIDELITIES  # noqa: E402
+from _opt_problems import problems  # noqa: E402
+from _opt_sim import simulate  # noqa: E402
+
+from services.suggester.optimizer import AcquisitionSettings  # noqa: E402
+from services.suggester.optimizer import BayesSettings  # noqa: E402
+from shared.design import random_point  # noqa: E402
+from shared.space import ExperimentSpec  # noqa: E402
+
+#: Heaviest first, so the two processes finish together.
+_WEIGHT = {"mtbo": 8, "sfbo": 2, "gp": 2, "tpe_hb": 1, "random": 0}
+#: Baselines that are also run with ``--extend`` times the budget.
+_EXTENDED = ("random", "tpe_hb")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--problems", default="hartmann,branin,mixed")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=4, help="simulated asynchronous workers")
+    parser.add_argument("--extend", type=int, default=4, help="budget factor of extended runs")
+    parser.add_argument("--mc", type=int, default=200_000, help="samples for the random law")
+    parser.add_argument("--model", default="task", help="multitune model kind: task | fidelity")
+    parser.add_argument("--restarts", type=int, default=4)
+    parser.add_argument("--raw-samples", type=int, default=256)
+    parser.add_argument("--json", help="also write every run's result to this file")
+    args = parser.parse_args()
+    settings = BayesSettings(
+        model=args.model,
+        acquisition=AcquisitionSettings(num_restarts=args.restarts, raw_samples=args.raw_samples),
+    )
+    names, methods = args.problems.split(","), args.methods.split(",")
+    runs: list[tuple[Any, ...]] = [
+        (p, m, seed, 1, args.workers, settings)
+        for p in names
+        for m in methods
+        for seed in range(args.seeds)
+    ]
+    runs += [
+        (p, m, seed, args.extend, args.workers, settings)
+        for p in names
+        for m in methods
+        if m in _EXTENDED and args.extend > 1
+        for seed in range(args.seeds)
+    ]
+    runs.sort(key=lambda r: -_WEIGHT.get(r[1], 0) * r[3])
+    began = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.processes, initializer=_quiet) as pool:
+        laws = pool.map(_random_law, [(p, args.mc) for p in names]) if "random" in methods else []
+        results = list(pool.map(_run, runs))
+        law = dict(laws)
+    print(
+        f"# {len(runs)} runs, {time.perf_counter() - began:.0f} s wall, "
+        f"{args.processes} processes x 1 thread, W={args.workers}, model={args.model}, "
+        f"restarts={args.restarts}, raw_samples={args.raw_samples}, extend={args.extend}"
+    )
+    _print_tables(results, law, names, methods, args.extend)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"runs": results, "law": law}, default=str))
+
+
+def _quiet() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+
+
+def _run(run: tuple[str, str, int, int, int, BayesSettings]) -> dict[str, Any]:
+    name, method_name, seed, extend, workers, settings = run
+    problem = problems()[name]
+    rng = np.random.default_rng(10_000 + seed)
+    method = make_method(method_name, problem, seed, settings)
+    began = time.perf_counter()
+    budget = problem.budget * extend
+    trace = simulate(method, lambda a, s: problem.evaluate(a, s, rng), budget, workers)
+    best, best_regret, reached = math.inf, math.inf, math.inf
+    for consumed, assignments, value in trace.results:
+        if value < best:
+            best, best_regret = value, problem.regret(assignments)
+            if best_regret <= problem.tau and reached == math.inf:
+                reached = consumed
+    return {
+        "problem": name,
+        "method": method_name if extend == 1 else f"{method_name} x{extend}",
+        "seed": seed,
+        "reached": reached,
+        "regret": best_regret,
+        "evaluations": trace.evaluations,
+        "failures": trace.failures,
+        "ask_mean": float(np.mean(trace.ask_seconds)) if trace.ask_seconds else 0.0,
+        "ask_max": max(trace.ask_seconds, default=0.0),
+        "wall": time.perf_counter() - began,
+    }
+
+
+def _random_law(job: tuple[str, int]) -> tuple[str, tuple[int, int]]:
+    """(hits within tau, samples) of uniform full-cost random search on one problem."""
+    name, samples = job
+    problem = problems()[name]
+    spec = ExperimentSpec.from_json(problem.definition(multitask=False))
+    rng = np.random.default_rng(0)
+    hits = sum(problem.regret(random_point(spec, rng)[0]) <= problem.tau for _ in range(samples))
+    return name, (int(hits), samples)
+
+
+def _quantiles(values: list[float]) -> tuple[float, float, float]:
+    q = np.quantile(np.array(values, dtype=float), [0.5, 0.25, 0.75], method="lower")
+    return float(q[0]), float(q[1]), float(q[2])
+
+
+def _cost(value: float, budget: float) -> str:
+    return f">{budget:g}" if math.isinf(value) else f"{value:.2f}"
+
+
+def _print_tables(
+    results: list[dict[str, Any]],
+    law: dict[str, tuple[int, int]],
+    names: list[str],
+    methods: list[str],
+    extend: int,
+) -> None:
+    catalog = problems()
+    labels = methods + [f"{m} x{extend}" for m in methods if m in _EXTENDED and extend > 1]
+    for name in names:
+        problem = catalog[name]
+        print(f"\n## {name}: budget {problem.budget:g}, tau {problem.tau:.4g}")
+        print(
+            "| method | seeds | reached | cost-to-target median [IQR] | final regret median "
+            "[IQR] | evals at s=1/8,1/4,1/2,1 | failures | s/suggestion mean / max | wall s |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        medians: dict[str, tuple[float, bool]] = {}
+        for label in labels:
+            rows = [r for r in results if r["problem"] == name and r["method"] == label]
+            if not rows:
+                continue
+            budget = problem.budget * (extend if " x" in label else 1)
+            cost = _quantiles([r["reached"] for r in rows])
+            regret = _quantiles([r["regret"] for r in rows])
+            medians[label] = (cost[0] if not math.isinf(cost[0]) else budget, math.isinf(cost[0]))
+            evals = "/".join(
+                f"{np.mean([r['evaluations'].get(s, 0) for r in rows]):.1f}" for s in FIDELITIES
+            )
+            reached = sum(not math.isinf(r["reached"]) for r in rows)
+            regret_text = (
+                "(see equal budget)"
+                if " x" in label
+                else (f"{regret[0]:.4g} [{regret[1]:.4g}, {regret[2]:.4g}]")
+            )
+            print(
+                f"| {label} | {len(rows)} | {reached}/{len(rows)} | "
+                f"{_cost(cost[0], budget)} [{_cost(cost[1], budget)}, "
+                f"{_cost(cost[2], budget)}] | {regret_text} | {evals} | "
+                f"{np.mean([r['failures'] for r in rows]):.1f} | "
+                f"{np.mean([r['ask_mean'] for r in rows]):.3f} / "
+                f"{max(r['ask_max'] for r in rows):.2f} | "
+                f"{np.mean([r['wall'] for r in rows]):.0f} |"
+            )
+        if name in law:
+            hits, samples = law[name]
+            if hits:
+                medians["random (law)"] = (math.log(2) * samples / hits, False)
+                text = f"{math.log(2) * samples / hits:.1f}"
+            else:
+                medians["random (law)"] = (math.log(2) * samples, True)
+                text = f">{math.log(2) * samples:.3g}"
+            print(f"| random (law) | p = {hits}/{samples} | | {text} | | | | | |")
+        _print_ratios(name, medians, results, extend)
+
+
+def _print_ratios(
+    name: str,
+    medians: dict[str, tuple[float, bool]],
+    results: list[dict[str, Any]],
+    extend: int,
+) -> None:
+    if "mtbo" not in medians:
+        return
+    ours, censored = medians["mtbo"]
+    goals = {"random": 0.2, "tpe_hb": 0.5}
+    for baseline in ("random (law)", f"random x{extend}", f"tpe_hb x{extend}", "sfbo", "gp"):
+        if baseline not in medians:
+            continue
+        theirs, bound = medians[baseline]
+        if censored:
+            ratio = "n/a (mtbo median not reached)"
+        else:
+            ratio = f"{'<= ' if bound else ''}{ours / theirs:.3g}"
+        goal = goals.get(baseline.split(" ")[0])
+        verdict = "" if goal is None else f" (target <= {goal})"
+        paired = _paired(results, name, baseline)
+        print(f"- {name}: cost-to-target mtbo / {baseline} = {ratio}{verdict}; {paired}")
+
+
+def _paired(results: list[dict[str, Any]], name: str, baseline: str) -> str:
+    by_seed = {(r["method"], r["seed"]): r["reached"] for r in results if r["problem"] == name}
+    ratios = [
+        by_seed[("mtbo", seed)] / by_seed[(baseline, seed)]
+        for (method, seed) in by_seed
+        if method == baseline
+        and ("mtbo", seed) in by_seed
+        and not math.isinf(by_seed[("mtbo", seed)])
+        and not math.isinf(by_seed[(baseline, seed)])
+    ]
+    if not ratios:
+        return "no paired seed reaches the target"
+    return f"paired median {np.median(ratios):.3f} over {len(ratios)} seeds where both reach"
+
+
+if __name__ == "__main__":
+    main()
