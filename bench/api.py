@@ -112,7 +112,7 @@ def bench_backend(backend: str, args: argparse.Namespace, redis_url: str) -> lis
     with (services.postgres_database() if backend == "postgresql" else _nothing()) as db_url:
         platform = services.Platform(root, redis_url, database_url=db_url, log_level="WARNING")
         try:
-            platform.start_api(workers=args.workers)
+            platform.start_api(workers=args.workers, threads=args.threads)
             token = platform.token()
             import requests
 
@@ -158,6 +158,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn processes")
+    parser.add_argument("--threads", type=int, default=16, help="threads per gunicorn process")
     parser.add_argument("--backends", default="sqlite,postgresql")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the services on kill too
@@ -165,7 +166,8 @@ def main() -> None:
     if not services.redis_answers(redis_url):
         sys.exit(f"Redis is not answering at {redis_url}")
     print(f"{args.clients} concurrent keep-alive clients, {args.seconds:.0f} s per row, "
-          f"gunicorn {args.workers} processes x 16 threads, load generator on the same machine")
+          f"gunicorn {args.workers} processes x {args.threads} threads, load generator on the same "
+          "machine")
     print("| backend    | request                      | requests |    req/s | p50 ms  | p99 ms  | errors |")
     print("|------------|------------------------------|----------|----------|---------|---------|--------|")
     for backend in args.backends.split(","):

@@ -194,8 +194,9 @@ class Platform(Processes):
         (root / "logs").mkdir(exist_ok=True)
         super().__init__(env, root / "logs")
 
-    def start_api(self, workers: int = 1) -> None:
-        process = self.start("api", "api", "--port", str(self.port), "--workers", str(workers))
+    def start_api(self, workers: int = 1, threads: int = 16) -> None:
+        process = self.start("api", "api", "--port", str(self.port), "--workers", str(workers),
+                             "--threads", str(threads))
         wait_http(f"{self.api_url}/healthz", process=process)
 
     def token(self, client: str = "acme") -> str:

@@ -16,6 +16,7 @@ import numpy as np
 import redis
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import exists
+from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -32,7 +33,6 @@ from services.api.models import Suggestion
 from services.api.schemas.common import PageQuery
 from services.api.schemas.suggestions import SuggestionListQuery
 from services.api.store.paging import fetch_page
-from services.api.store.results import observation_stats
 from shared.design import design_point
 from shared.design import initial_design_size
 from shared.design import random_point
@@ -119,15 +119,8 @@ def create_explicit(session: Session, experiment: Experiment, spec: ExperimentSp
 
 def serve(session: Session, client: redis.Redis, experiment: Experiment, spec: ExperimentSpec,
           wait_s: float, metadata: dict[str, Any] | None) -> Suggestion:
-    while True:  # claim the oldest queued suggestion; a concurrent claim makes us try the next
-        queued_id = session.scalar(
-            select(QueuedSuggestion.id)
-            .where(QueuedSuggestion.experiment_id == experiment.id)
-            .order_by(QueuedSuggestion.id)
-            .limit(1)
-        )
-        if queued_id is None:
-            break
+    count, queued_id = _serving_state(session, experiment.id)
+    while queued_id is not None:  # claim the oldest queued suggestion, or try the next one
         claimed = session.execute(
             sql_delete(QueuedSuggestion)
             .where(QueuedSuggestion.id == queued_id)
@@ -135,6 +128,7 @@ def serve(session: Session, client: redis.Redis, experiment: Experiment, spec: E
         ).first()
         if claimed is not None:
             return _store(session, experiment, claimed[0], claimed[1], "queued", metadata)
+        count, queued_id = _serving_state(session, experiment.id)
 
     def usable(entry: pool.PoolEntry) -> bool:
         try:
@@ -143,7 +137,6 @@ def serve(session: Session, client: redis.Redis, experiment: Experiment, spec: E
             return False
         return not is_duplicate(session, experiment.id, assignment_key(entry.assignments, entry.task))
 
-    count = observation_stats(session, experiment.id).count
     entry = pool.take(client, experiment.id, count, usable)
     if entry is not None:
         return _store(session, experiment, entry.assignments, entry.task, "pool", metadata)
@@ -159,6 +152,19 @@ def serve(session: Session, client: redis.Redis, experiment: Experiment, spec: E
                     experiment.id, wait_s)
     assignments, task = _random_point(session, experiment, spec)
     return _store(session, experiment, assignments, task, "random", metadata)
+
+
+def _serving_state(session: Session, experiment_id: int) -> tuple[int, int | None]:
+    """Live observation count (the freshness a pool entry needs) and the oldest queued
+    suggestion's id, in one round trip."""
+    live = select(func.count()).where(
+        Observation.experiment_id == experiment_id, Observation.deleted.is_(False)
+    ).scalar_subquery()
+    queued = select(func.min(QueuedSuggestion.id)).where(
+        QueuedSuggestion.experiment_id == experiment_id
+    ).scalar_subquery()
+    row = session.execute(select(live, queued)).one()
+    return int(row[0]), row[1]
 
 
 def _next_design_point(session: Session, experiment: Experiment,
