@@ -118,14 +118,26 @@ def start_platform(settings: Settings, port: int, workers: int, flower_port: int
         supervisor.multitune("api", "api", "--port", str(port))
         _wait_http(f"{settings.api_url}/healthz", supervisor)
         supervisor.multitune("suggester", "suggester")
+        # The suggester fits with one thread; the workers share the remaining cores.
+        threads = max(1, ((os.cpu_count() or 2) - 1) // max(workers, 1))
         for i in range(workers):
-            supervisor.multitune(f"worker{i}", "worker", "--name", f"cpu{i}")
+            supervisor.multitune(f"worker{i}", "worker", "--name", f"cpu{i}",
+                                 "--threads", str(threads))
         supervisor.multitune("flower", "flower", "--port", str(flower_port),
                              env={"FLOWER_UNAUTHENTICATED_API": "true"})
     except BaseException:
         supervisor.stop()
         raise
     return supervisor
+
+
+def _sigterm_as_interrupt() -> None:
+    """Stop the children on SIGTERM too (Ctrl-C already raises KeyboardInterrupt)."""
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _wait_http(url: str, supervisor: Supervisor, timeout_s: float = 120.0) -> None:
@@ -159,6 +171,7 @@ def _with_platform_options(fn: Any) -> Any:
 @click.pass_obj
 def up(settings: Settings, port: int, workers: int, flower_port: int) -> None:
     """Start everything on this machine; Ctrl-C stops it."""
+    _sigterm_as_interrupt()
     supervisor = start_platform(settings, port, workers, flower_port)
     click.echo(f"API     {supervisor.settings.api_url}  (token: multitune token create --name NAME)")
     click.echo(f"Flower  http://127.0.0.1:{flower_port}")
@@ -188,6 +201,7 @@ def demo(settings: Settings, port: int, workers: int, flower_port: int, example:
     from services.cli.experiments import load_definition
     from sqlalchemy.orm import Session
 
+    _sigterm_as_interrupt()
     supervisor = start_platform(settings, port, workers, flower_port)
     try:
         engine = make_engine(supervisor.settings.database_url)

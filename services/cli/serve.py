@@ -68,10 +68,20 @@ def api(settings: Settings, host: str, port: int, workers: int, threads: int) ->
     Server().run()
 
 
+def limit_threads(threads: int) -> None:
+    """Cap the math libraries' threads (read when torch is first imported), so that processes
+    sharing a machine do not oversubscribe its cores."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = str(threads)
+
+
 @click.command()
+@click.option("--threads", default=1, show_default=True, type=int,
+              help="Math threads for model fitting.")
 @click.pass_obj
-def suggester(settings: Settings) -> None:
+def suggester(settings: Settings, threads: int) -> None:
     """Consume events and results from Redis; refill suggestion pools; schedule managed runs."""
+    limit_threads(threads)
     from services.suggester.service import run
 
     run(settings)
@@ -80,11 +90,16 @@ def suggester(settings: Settings) -> None:
 @click.command()
 @click.option("--name", default="cpu", show_default=True, help="Worker node name (before @host).")
 @click.option("--gpu", default=None, help="GPU index this worker trains on (CUDA_VISIBLE_DEVICES).")
+@click.option("--threads", default=None, type=int,
+              help="Math threads for training (default: torch's, all cores).")
 @click.pass_obj
-def worker(settings: Settings, name: str, gpu: str | None) -> None:
+def worker(settings: Settings, name: str, gpu: str | None, threads: int | None) -> None:
     """A Celery worker that trains one run at a time (one worker per GPU)."""
     from services.worker.celery import create_celery
     from shared.names import TRAIN_QUEUE
+
+    if threads is not None:
+        limit_threads(threads)
 
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu

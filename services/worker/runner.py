@@ -120,7 +120,9 @@ def checkpoint_dir(settings: Settings, run_id: int) -> Path:
 def train(request: TrainRequest, settings: Settings, api: ApiClient, results: redis.Redis,
           worker: str) -> TrainResult | None:
     """Run one attempt end to end. Returns the published result, or None when this attempt was
-    not ours to run (claimed elsewhere, superseded)."""
+    not ours to run (claimed elsewhere, superseded, or a message about another run)."""
+    if not _describes_run(api, request):
+        return None
     try:
         run = api.put(f"/training_runs/{request.run_id}", {
             "state": "running", "attempt": request.attempt, "worker": worker, "heartbeat": True})
@@ -141,6 +143,25 @@ def train(request: TrainRequest, settings: Settings, api: ApiClient, results: re
                  request.attempt)
         return None
     return _publish(results, outcome)
+
+
+def _describes_run(api: ApiClient, request: TrainRequest) -> bool:
+    """A message whose run, suggestion, assignments or task differ from the store's is stale
+    (e.g. left in Redis across a database reset) and must not train anything."""
+    try:
+        run = api.get(f"/training_runs/{request.run_id}")
+    except ApiRequestError as exc:
+        if exc.status == 404:
+            log.warning("dropping a message for unknown run %s", request.run_id)
+            return False
+        raise
+    task = run["task"]["name"] if run.get("task") else None
+    same = (int(run["experiment"]) == request.experiment_id
+            and int(run["suggestion"]) == request.suggestion_id
+            and run["assignments"] == request.assignments and task == request.task)
+    if not same:
+        log.warning("dropping a stale message for run %s: it does not match the store", request.run_id)
+    return same
 
 
 def _run_objective(request: TrainRequest, context: ApiRunContext) -> TrainResult:
