@@ -23,9 +23,11 @@ class PoolEntry:
     task: str | None
     observation_count: int
     source: str
+    #: Entries still in the pool after this one was taken.
+    left: int = 0
 
 
-def _parse(raw: bytes) -> PoolEntry | None:
+def _parse(raw: bytes, left: int) -> PoolEntry | None:
     try:
         data = json.loads(raw)
         return PoolEntry(
@@ -33,6 +35,7 @@ def _parse(raw: bytes) -> PoolEntry | None:
             task=data.get("task"),
             observation_count=int(data.get("observation_count", 0)),
             source=str(data.get("source", "model")),
+            left=left,
         )
     except (ValueError, KeyError, TypeError):
         return None
@@ -51,7 +54,10 @@ def take(
     key = pool_key(experiment_id)
     deadline = time.monotonic() + wait_s
     while True:
-        raw = client.lpop(key)
+        pipe = client.pipeline(transaction=True)
+        pipe.lpop(key)
+        pipe.llen(key)
+        raw, left = pipe.execute()
         if raw is None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -59,7 +65,7 @@ def take(
             popped = client.blpop([key], timeout=max(remaining, 0.01))
             if popped is None:
                 return None
-            raw = popped[1]
-        entry = _parse(raw)  # type: ignore[arg-type]
+            raw, left = popped[1], 0
+        entry = _parse(raw, int(left))
         if entry is not None and entry.observation_count >= observation_count and usable(entry):
             return entry

@@ -74,3 +74,26 @@ def test_relay_thread_delivers_promptly(app: Flask, client: FlaskClient, auth: d
         assert [e.type for e in _events(redis_client)] == ["experiment.created"]
     finally:
         relay.stop()
+
+
+def test_a_pool_hit_records_an_event_only_when_it_empties_the_pool(
+        app: Flask, client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any],
+        redis_client: redis.Redis) -> None:
+    import json
+
+    from shared.names import pool_key
+
+    eid = experiment["id"]
+    for x in (0.1, 0.2):
+        redis_client.rpush(pool_key(eid), json.dumps({
+            "assignments": {"x": x, "lr": 0.01, "n": 3, "opt": "adam"}, "task": "full",
+            "observation_count": 0}))
+
+    def pending_events() -> list[str]:
+        with app.app_context():
+            return list(get_session().scalars(select(OutboxEvent.type).order_by(OutboxEvent.id)))
+
+    assert client.post(f"/v1/experiments/{eid}/suggestions", headers=auth).json["source"] == "pool"
+    assert pending_events() == ["experiment.created"]  # one entry left: nothing to tell
+    assert client.post(f"/v1/experiments/{eid}/suggestions", headers=auth).json["source"] == "pool"
+    assert pending_events() == ["experiment.created", "suggestion.created"]  # pool is empty now

@@ -90,7 +90,7 @@ def get(session: Session, experiment: Experiment, suggestion_id: int) -> Suggest
 
 
 def _store(session: Session, experiment: Experiment, assignments: Assignments, task: str | None,
-           source: str, metadata: dict[str, Any] | None) -> Suggestion:
+           source: str, metadata: dict[str, Any] | None, event: bool = True) -> Suggestion:
     now = time.time()
     suggestion = Suggestion(
         experiment_id=experiment.id,
@@ -105,7 +105,8 @@ def _store(session: Session, experiment: Experiment, assignments: Assignments, t
         updated=now,
     )
     session.add(suggestion)
-    outbox.record(session, "suggestion.created", experiment)
+    if event:
+        outbox.record(session, "suggestion.created", experiment)
     session.commit()
     return suggestion
 
@@ -139,7 +140,10 @@ def serve(session: Session, client: redis.Redis, experiment: Experiment, spec: E
 
     entry = pool.take(client, experiment.id, count, usable)
     if entry is not None:
-        return _store(session, experiment, entry.assignments, entry.task, "pool", metadata)
+        # Entries of one refill were chosen jointly, so taking one changes nothing for the
+        # others; only an emptied pool needs the suggester (the pending set is re-read then).
+        return _store(session, experiment, entry.assignments, entry.task, "pool", metadata,
+                      event=entry.left == 0)
     if spec.type != "random":
         point = _next_design_point(session, experiment, spec)
         if point is not None:
@@ -147,7 +151,8 @@ def serve(session: Session, client: redis.Redis, experiment: Experiment, spec: E
         session.rollback()  # hold no locks while waiting for the suggester
         entry = pool.take(client, experiment.id, count, usable, wait_s=wait_s)
         if entry is not None:
-            return _store(session, experiment, entry.assignments, entry.task, "pool", metadata)
+            return _store(session, experiment, entry.assignments, entry.task, "pool", metadata,
+                          event=entry.left == 0)
         log.warning("experiment %s: no fresh suggestion within %.1fs; serving a random point",
                     experiment.id, wait_s)
     assignments, task = _random_point(session, experiment, spec)
