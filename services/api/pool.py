@@ -7,8 +7,6 @@ count tags the data it was computed from, so the API can tell a fresh entry from
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,31 +39,29 @@ def _parse(raw: bytes, left: int) -> PoolEntry | None:
         return None
 
 
-def take(
-    client: redis.Redis,
-    experiment_id: int,
-    observation_count: int,
-    usable: Callable[[PoolEntry], bool],
-    wait_s: float = 0.0,
-) -> PoolEntry | None:
-    """Pop entries until one is fresh (computed from ``observation_count`` observations or more)
-    and ``usable``; stale and unusable entries are dropped. Waits up to ``wait_s`` for the
-    suggester to push one when the pool runs dry."""
+def pop(client: redis.Redis, experiment_id: int, wait_s: float = 0.0) -> PoolEntry | None:
+    """The oldest entry (unreadable ones are skipped); blocks up to ``wait_s`` for the suggester
+    to push one when the pool is empty."""
     key = pool_key(experiment_id)
-    deadline = time.monotonic() + wait_s
     while True:
         pipe = client.pipeline(transaction=True)
         pipe.lpop(key)
         pipe.llen(key)
         raw, left = pipe.execute()
         if raw is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if wait_s <= 0:
                 return None
-            popped = client.blpop([key], timeout=max(remaining, 0.01))
+            popped = client.blpop([key], timeout=wait_s)
             if popped is None:
                 return None
             raw, left = popped[1], 0
         entry = _parse(raw, int(left))
-        if entry is not None and entry.observation_count >= observation_count and usable(entry):
+        if entry is not None:
             return entry
+
+
+def push_back(client: redis.Redis, experiment_id: int, entry: PoolEntry) -> None:
+    """Return an entry to the head of the pool (it was popped but not used)."""
+    client.lpush(pool_key(experiment_id), json.dumps({
+        "assignments": entry.assignments, "task": entry.task,
+        "observation_count": entry.observation_count, "source": entry.source}))

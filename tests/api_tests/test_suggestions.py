@@ -119,3 +119,19 @@ def test_empty_pool_after_the_design_waits_then_falls_back(
     design = sources.count("design")
     assert design >= 4
     assert sources[design:] == ["random"] * (12 - design)  # no suggester running in this test
+
+
+def test_a_queued_suggestion_goes_before_the_pool_and_the_pool_entry_is_kept(
+        client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any],
+        redis_client: redis.Redis) -> None:
+    eid = experiment["id"]
+    pooled = {"x": 0.7, "lr": 0.02, "n": 5, "opt": "sgd"}
+    redis_client.rpush(pool_key(eid), json.dumps({"assignments": pooled, "task": "short",
+                                                  "observation_count": 0}))
+    queued = {"x": 0.3, "lr": 0.002, "n": 1, "opt": "adam"}
+    client.post(f"/v1/experiments/{eid}/queued_suggestions",
+                json={"assignments": queued, "task": "full"}, headers=auth)
+    first = _suggest(client, auth, eid).json
+    second = _suggest(client, auth, eid).json
+    assert (first["source"], first["assignments"]) == ("queued", queued)
+    assert (second["source"], second["assignments"]) == ("pool", pooled)

@@ -16,7 +16,9 @@ import numpy as np
 import redis
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import exists
+from sqlalchemy import ColumnElement
 from sqlalchemy import func
+from sqlalchemy import literal
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -69,8 +71,7 @@ def check_task(spec: ExperimentSpec, task: str | None, field: str = "task") -> N
         raise invalid(field, f"unknown task {task!r}; expected one of {names}")
 
 
-def is_duplicate(session: Session, experiment_id: int, key: str) -> bool:
-    """True when a live suggestion or observation already has this (assignments, task)."""
+def _duplicate_clause(experiment_id: int, key: str) -> ColumnElement[bool]:
     suggestion = exists().where(
         Suggestion.experiment_id == experiment_id, Suggestion.key == key, Suggestion.deleted.is_(False)
     )
@@ -79,7 +80,12 @@ def is_duplicate(session: Session, experiment_id: int, key: str) -> bool:
         Observation.key == key,
         Observation.deleted.is_(False),
     )
-    return bool(session.scalar(select(suggestion | observation)))
+    return suggestion | observation
+
+
+def is_duplicate(session: Session, experiment_id: int, key: str) -> bool:
+    """True when a live suggestion or observation already has this (assignments, task)."""
+    return bool(session.scalar(select(_duplicate_clause(experiment_id, key))))
 
 
 def get(session: Session, experiment: Experiment, suggestion_id: int) -> Suggestion:
@@ -120,56 +126,80 @@ def create_explicit(session: Session, experiment: Experiment, spec: ExperimentSp
 
 def serve(session: Session, client: redis.Redis, experiment: Experiment, spec: ExperimentSpec,
           wait_s: float, metadata: dict[str, Any] | None) -> Suggestion:
-    count, queued_id = _serving_state(session, experiment.id)
-    while queued_id is not None:  # claim the oldest queued suggestion, or try the next one
-        claimed = session.execute(
-            sql_delete(QueuedSuggestion)
-            .where(QueuedSuggestion.id == queued_id)
-            .returning(QueuedSuggestion.assignments, QueuedSuggestion.task)
-        ).first()
-        if claimed is not None:
-            return _store(session, experiment, claimed[0], claimed[1], "queued", metadata)
-        count, queued_id = _serving_state(session, experiment.id)
-
-    def usable(entry: pool.PoolEntry) -> bool:
-        try:
-            check_point(spec, entry.assignments, entry.task)
-        except ApiError:
-            return False
-        return not is_duplicate(session, experiment.id, assignment_key(entry.assignments, entry.task))
-
-    entry = pool.take(client, experiment.id, count, usable)
-    if entry is not None:
-        # Entries of one refill were chosen jointly, so taking one changes nothing for the
-        # others; only an emptied pool needs the suggester (the pending set is re-read then).
-        return _store(session, experiment, entry.assignments, entry.task, "pool", metadata,
-                      event=entry.left == 0)
-    if spec.type != "random":
+    """The next suggestion: queued, else a fresh pool entry, else the next design point, else
+    (after waiting up to ``wait_s`` for the suggester to refill the pool) a random point."""
+    deadline: float | None = None
+    while True:
+        remaining = 0.0 if deadline is None else deadline - time.monotonic()
+        if deadline is not None:
+            session.rollback()  # hold no transaction open while blocked on Redis
+            if remaining <= 0:
+                log.warning("experiment %s: no fresh suggestion within %.1fs; serving a random "
+                            "point", experiment.id, wait_s)
+                break
+        entry = pool.pop(client, experiment.id, wait_s=remaining)
+        count, queued_id, duplicate = _serving_state(session, experiment.id, entry)
+        if queued_id is not None:
+            if entry is not None:
+                pool.push_back(client, experiment.id, entry)
+            claimed = _claim_queued(session, experiment, queued_id, metadata)
+            if claimed is not None:
+                return claimed
+            continue
+        if entry is not None:
+            if entry.observation_count >= count and not duplicate and _fits(spec, entry):
+                # Entries of one refill were chosen jointly, so taking one changes nothing for
+                # the others; only an emptied pool needs the suggester (it re-reads pending).
+                return _store(session, experiment, entry.assignments, entry.task, "pool",
+                              metadata, event=entry.left == 0)
+            continue  # stale, duplicate or no longer valid (bounds changed): drop it
+        if deadline is not None:
+            continue
+        if spec.type == "random":
+            break
         point = _next_design_point(session, experiment, spec)
         if point is not None:
             return _store(session, experiment, point[0], point[1], "design", metadata)
-        session.rollback()  # hold no locks while waiting for the suggester
-        entry = pool.take(client, experiment.id, count, usable, wait_s=wait_s)
-        if entry is not None:
-            return _store(session, experiment, entry.assignments, entry.task, "pool", metadata,
-                          event=entry.left == 0)
-        log.warning("experiment %s: no fresh suggestion within %.1fs; serving a random point",
-                    experiment.id, wait_s)
+        deadline = time.monotonic() + wait_s
     assignments, task = _random_point(session, experiment, spec)
     return _store(session, experiment, assignments, task, "random", metadata)
 
 
-def _serving_state(session: Session, experiment_id: int) -> tuple[int, int | None]:
-    """Live observation count (the freshness a pool entry needs) and the oldest queued
-    suggestion's id, in one round trip."""
+def _fits(spec: ExperimentSpec, entry: pool.PoolEntry) -> bool:
+    try:
+        check_point(spec, entry.assignments, entry.task)
+    except ApiError:
+        return False
+    return True
+
+
+def _claim_queued(session: Session, experiment: Experiment, queued_id: int,
+                  metadata: dict[str, Any] | None) -> Suggestion | None:
+    """Serve a queued suggestion once; None when a concurrent request claimed it first."""
+    claimed = session.execute(
+        sql_delete(QueuedSuggestion)
+        .where(QueuedSuggestion.id == queued_id)
+        .returning(QueuedSuggestion.assignments, QueuedSuggestion.task)
+    ).first()
+    if claimed is None:
+        return None
+    return _store(session, experiment, claimed[0], claimed[1], "queued", metadata)
+
+
+def _serving_state(session: Session, experiment_id: int,
+                   entry: pool.PoolEntry | None) -> tuple[int, int | None, bool]:
+    """In one round trip: the live observation count (the freshness an entry needs), the
+    oldest queued suggestion's id, and whether ``entry`` duplicates a live point."""
     live = select(func.count()).where(
         Observation.experiment_id == experiment_id, Observation.deleted.is_(False)
     ).scalar_subquery()
     queued = select(func.min(QueuedSuggestion.id)).where(
         QueuedSuggestion.experiment_id == experiment_id
     ).scalar_subquery()
-    row = session.execute(select(live, queued)).one()
-    return int(row[0]), row[1]
+    duplicate = (_duplicate_clause(experiment_id, assignment_key(entry.assignments, entry.task))
+                 if entry is not None else literal(False))
+    row = session.execute(select(live, queued, duplicate)).one()
+    return int(row[0]), row[1], bool(row[2])
 
 
 def _next_design_point(session: Session, experiment: Experiment,
