@@ -49,10 +49,11 @@ class Managed:
         if state == "deleted":
             return False
         by_suggestion = {r["suggestion"]: r for r in runs}
-        if state == "active":
-            for run in runs:
-                if run["state"] == "paused":
-                    self._retry(history, run)
+        for run in runs:
+            if run["state"] == "paused" and state == "active":
+                self._retry(history, run)
+            elif run["state"] == "paused" and state == "stopped":
+                self._stopped(run)
         for run in runs:
             if run["state"] == "running":
                 self._reap_if_lost(history, run)
