@@ -80,7 +80,10 @@ class Connection:
 
 
 async def _drive(port: int, token: str, clients: int, seconds: float, path: str,
-                 make_body) -> tuple[list[float], int]:
+                 make_body, rate: float = 0.0) -> tuple[list[float], int]:
+    """Closed loop (each client sends its next request at once) or, with ``rate`` > 0, each
+    client on a fixed schedule of ``rate / clients`` requests/s (latency counted from the
+    scheduled time, so a late start is not hidden: no coordinated omission)."""
     latencies: list[float] = []
     errors = 0
     stop = time.perf_counter() + seconds
@@ -89,11 +92,16 @@ async def _drive(port: int, token: str, clients: int, seconds: float, path: str,
         nonlocal errors
         conn = Connection("127.0.0.1", port, token)
         rng = random.Random(i)
+        interval = clients / rate if rate > 0 else 0.0
+        scheduled = time.perf_counter() + rng.random() * interval
         while time.perf_counter() < stop:
-            started = time.perf_counter()
+            if interval:
+                await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+            started = scheduled if interval else time.perf_counter()
             status, _ = await conn.post(path, make_body(rng))
             latencies.append(time.perf_counter() - started)
             errors += status != 200
+            scheduled += interval
 
     await asyncio.gather(*(worker(i) for i in range(clients)))
     return latencies, errors
@@ -101,7 +109,7 @@ async def _drive(port: int, token: str, clients: int, seconds: float, path: str,
 
 def _row(backend: str, name: str, latencies: list[float], errors: int, seconds: float) -> str:
     q = statistics.quantiles(latencies, n=100)
-    return (f"| {backend:<10} | {name:<28} | {len(latencies):>8} | {len(latencies) / seconds:>8.0f} "
+    return (f"| {backend:<10} | {name:<36} | {len(latencies):>8} | {len(latencies) / seconds:>8.0f} "
             f"| {q[49] * 1000:>7.1f} | {q[98] * 1000:>7.1f} | {errors:>6} |")
 
 
@@ -126,17 +134,18 @@ def bench_backend(backend: str, args: argparse.Namespace, redis_url: str) -> lis
             for i in range(0, len(entries), 10_000):
                 client.rpush(pool_key(eid), *entries[i:i + 10_000])
             rows = []
-            for name, path, body in [
+            loads = [("", 0.0)] + ([(f" @{args.rate:.0f}/s", args.rate)] if args.rate else [])
+            for (name, path, body), (load, rate) in [(t, load) for t in [
                 ("POST suggestions (pool hit)", f"/v1/experiments/{eid}/suggestions",
                  lambda r: {}),
                 ("POST observations", f"/v1/experiments/{eid}/observations",
                  lambda r: {"assignments": _point(r), "task": "short",
                             "value": r.random()}),
-            ]:
+            ] for load in loads]:
                 asyncio.run(_drive(platform.port, token, args.clients, 1.0, path, body))  # warm-up
                 latencies, errors = asyncio.run(
-                    _drive(platform.port, token, args.clients, args.seconds, path, body))
-                rows.append(_row(backend, name, latencies, errors, args.seconds))
+                    _drive(platform.port, token, args.clients, args.seconds, path, body, rate))
+                rows.append(_row(backend, name + load, latencies, errors, args.seconds))
                 print(rows[-1], flush=True)
             left = client.llen(pool_key(eid))
             assert left > 0, "the pool ran dry: suggestions were not all pool hits"
@@ -160,6 +169,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn processes")
     parser.add_argument("--threads", type=int, default=16, help="threads per gunicorn process")
     parser.add_argument("--backends", default="sqlite,postgresql")
+    parser.add_argument("--rate", type=float, default=200.0,
+                        help="also run each request at this fixed total rate (0: closed loop only)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the services on kill too
     redis_url = services.REDIS_URL
@@ -168,8 +179,10 @@ def main() -> None:
     print(f"{args.clients} concurrent keep-alive clients, {args.seconds:.0f} s per row, "
           f"gunicorn {args.workers} processes x {args.threads} threads, load generator on the same "
           "machine")
-    print("| backend    | request                      | requests |    req/s | p50 ms  | p99 ms  | errors |")
-    print("|------------|------------------------------|----------|----------|---------|---------|--------|")
+    print("| backend    | request (closed loop, or @ fixed rate) | requests |    req/s | p50 ms  "
+          "| p99 ms  | errors |")
+    print("|------------|--------------------------------------|----------|----------|---------"
+          "|---------|--------|")
     for backend in args.backends.split(","):
         bench_backend(backend, args, redis_url)
 
