@@ -39,8 +39,9 @@ from shared.space import assignment_key  # noqa: E402
 TASKS = [("s0.125", 0.125), ("s0.25", 0.25), ("s0.5", 0.5), ("s1", 1.0)]
 EXPERIMENT = {
     "name": "dashboard bench",
-    "parameters": [{"name": f"x{i}", "type": "double", "bounds": {"min": 0, "max": 1}}
-                   for i in range(1, 7)],
+    "parameters": [
+        {"name": f"x{i}", "type": "double", "bounds": {"min": 0, "max": 1}} for i in range(1, 7)
+    ],
     "metrics": [{"name": "value", "objective": "minimize"}],
     "tasks": [{"name": n, "cost": c} for n, c in TASKS],
     "observation_budget": 500,
@@ -52,8 +53,14 @@ def _value(a: dict[str, float], cost: float) -> float:
     return sum((a[f"x{i}"] - 0.2 * i / 1.2) ** 2 * i for i in range(1, 7)) + 0.3 * (1 - cost)
 
 
-def build(client, app, headers: dict[str, str], observations: int, runs: int,  # type: ignore[no-untyped-def]
-          checkpoints: int) -> tuple[str, list[int]]:
+def build(
+    client,
+    app,
+    headers: dict[str, str],
+    observations: int,
+    runs: int,  # type: ignore[no-untyped-def]
+    checkpoints: int,
+) -> tuple[str, list[int]]:
     rng = random.Random(0)
     eid = client.post("/v1/experiments", json=EXPERIMENT, headers=headers).json["id"]
     batch = []
@@ -65,8 +72,11 @@ def build(client, app, headers: dict[str, str], observations: int, runs: int,  #
             batch.append({"assignments": a, "task": "s1", "value": _value(a, 1.0)})
     batch = batch[:observations]
     for start in range(0, len(batch), 500):
-        response = client.post(f"/v1/experiments/{eid}/observations/batch",
-                               json={"observations": batch[start:start + 500]}, headers=headers)
+        response = client.post(
+            f"/v1/experiments/{eid}/observations/batch",
+            json={"observations": batch[start : start + 500]},
+            headers=headers,
+        )
         assert response.status_code == 200, response.json
     run_ids = []
     with app.app_context():
@@ -75,23 +85,49 @@ def build(client, app, headers: dict[str, str], observations: int, runs: int,  #
         for r in range(runs):
             a = {f"x{k}": rng.random() for k in range(1, 7)}
             task = TASKS[r % 4][0]
-            suggestion = Suggestion(experiment_id=int(eid), assignments=a, task=task,
-                                    key=assignment_key(a, task), state="open", deleted=False,
-                                    source="pool", created=now, updated=now)
+            suggestion = Suggestion(
+                experiment_id=int(eid),
+                assignments=a,
+                task=task,
+                key=assignment_key(a, task),
+                state="open",
+                deleted=False,
+                source="pool",
+                created=now,
+                updated=now,
+            )
             session.add(suggestion)
             session.flush()
-            run = TrainingRun(experiment_id=int(eid), suggestion_id=suggestion.id,
-                              state="completed", attempt=1 + r % 2, heartbeat=now,
-                              worker="bench@host", checkpoint_count=checkpoints, created=now,
-                              updated=now, started=now, completed=now,
-                              logs="\n".join(f"epoch {e} done" for e in range(checkpoints)))
+            run = TrainingRun(
+                experiment_id=int(eid),
+                suggestion_id=suggestion.id,
+                state="completed",
+                attempt=1 + r % 2,
+                heartbeat=now,
+                worker="bench@host",
+                checkpoint_count=checkpoints,
+                created=now,
+                updated=now,
+                started=now,
+                completed=now,
+                logs="\n".join(f"epoch {e} done" for e in range(checkpoints)),
+            )
             session.add(run)
             session.flush()
             run_ids.append(run.id)
-            session.add_all(Checkpoint(training_run_id=run.id, attempt=run.attempt, epoch=e,
-                                       values=[{"name": "value", "value": 1 / (e + 1)},
-                                               {"name": "loss", "value": 2 / (e + 1)}],
-                                       created=now) for e in range(checkpoints))
+            session.add_all(
+                Checkpoint(
+                    training_run_id=run.id,
+                    attempt=run.attempt,
+                    epoch=e,
+                    values=[
+                        {"name": "value", "value": 1 / (e + 1)},
+                        {"name": "loss", "value": 2 / (e + 1)},
+                    ],
+                    created=now,
+                )
+                for e in range(checkpoints)
+            )
         session.commit()
     return str(eid), run_ids
 
@@ -113,18 +149,32 @@ def main() -> None:
     args = parser.parse_args()
 
     data_dir = Path(tempfile.mkdtemp(prefix="multitune-bench-dashboard-"))
-    settings = Settings.from_env(env={}, data_dir=data_dir, database_url=args.database_url,
-                                 redis_url=args.redis_url, service_token="bench-service")
+    settings = Settings.from_env(
+        env={},
+        data_dir=data_dir,
+        database_url=args.database_url,
+        redis_url=args.redis_url,
+        service_token="bench-service",
+    )
     app = create_app(settings, start_relay=False)
     statements = [0]
-    event.listen(app.extensions["db_engine"], "before_cursor_execute",
-                 lambda *_: statements.__setitem__(0, statements[0] + 1))
+    event.listen(
+        app.extensions["db_engine"],
+        "before_cursor_execute",
+        lambda *_: statements.__setitem__(0, statements[0] + 1),
+    )
     with app.app_context():
         token = create_token(get_session(), "bench", "bench")
     client = app.test_client()
     started = time.perf_counter()
-    eid, runs = build(client, app, {"Authorization": f"Bearer {token}"}, args.observations,
-                      args.runs, args.checkpoints)
+    eid, runs = build(
+        client,
+        app,
+        {"Authorization": f"Bearer {token}"},
+        args.observations,
+        args.runs,
+        args.checkpoints,
+    )
     built = time.perf_counter() - started
     sign_in(client, token)
     all_runs = ",".join(map(str, runs))
@@ -146,10 +196,14 @@ def main() -> None:
         ("json  analytics/curves?runs=(50)", f"/v1/analytics/curves?runs={all_runs}"),
     ]
     backend = app.extensions["db_engine"].dialect.name
-    print(f"{backend}: {args.observations} observations, {args.runs} runs x {args.checkpoints} "
-          f"checkpoints (built in {built:.1f} s); server time per request, in-process\n")
-    print(f"| {'request':<38} | {'first (ms)':>10} | {'median (ms)':>11} | {'SQL':>4} | "
-          f"{'bytes':>9} |")
+    print(
+        f"{backend}: {args.observations} observations, {args.runs} runs x {args.checkpoints} "
+        f"checkpoints (built in {built:.1f} s); server time per request, in-process\n"
+    )
+    print(
+        f"| {'request':<38} | {'first (ms)':>10} | {'median (ms)':>11} | {'SQL':>4} | "
+        f"{'bytes':>9} |"
+    )
     print(f"|{'-' * 40}|{'-' * 12}|{'-' * 13}|{'-' * 6}|{'-' * 11}|")
     worst = 0.0
     for label, url in targets:
@@ -165,8 +219,10 @@ def main() -> None:
                 queries = statements[0]
         median = statistics.median(times[1:])
         worst = max(worst, median)
-        print(f"| {label:<38} | {times[0] * 1000:>10.1f} | {median * 1000:>11.1f} | "
-              f"{queries:>4} | {len(body):>9} |")
+        print(
+            f"| {label:<38} | {times[0] * 1000:>10.1f} | {median * 1000:>11.1f} | "
+            f"{queries:>4} | {len(body):>9} |"
+        )
     print(f"\nslowest median: {worst * 1000:.0f} ms (target < 1000 ms)")
     app.extensions["db_engine"].dispose()
 

@@ -29,8 +29,10 @@ def experiment(budget: float, bandwidth: int) -> dict:
     return {
         "name": "loop bench",
         "type": "random",
-        "parameters": [{"name": "x1", "type": "double", "bounds": {"min": -5, "max": 10}},
-                       {"name": "x2", "type": "double", "bounds": {"min": 0, "max": 15}}],
+        "parameters": [
+            {"name": "x1", "type": "double", "bounds": {"min": -5, "max": 10}},
+            {"name": "x2", "type": "double", "bounds": {"min": 0, "max": 15}},
+        ],
         "metrics": [{"name": "value", "objective": "minimize"}],
         "observation_budget": budget,
         "parallel_bandwidth": bandwidth,
@@ -38,8 +40,9 @@ def experiment(budget: float, bandwidth: int) -> dict:
     }
 
 
-def run_experiment(platform: services.Platform, api: ApiClient, client: redis.Redis, runs: int,
-                   workers: int) -> tuple[list[float], float]:
+def run_experiment(
+    platform: services.Platform, api: ApiClient, client: redis.Redis, runs: int, workers: int
+) -> tuple[list[float], float]:
     """Returns (result-to-next-start gaps in s, completed runs per s)."""
     last = client.xrevrange(RESULTS_STREAM, count=1)
     after = last[0][0].decode() if last else "0"
@@ -48,8 +51,10 @@ def run_experiment(platform: services.Platform, api: ApiClient, client: redis.Re
     while api.get(f"/experiments/{eid}")["state"] != "completed":
         time.sleep(0.2)
     elapsed = time.perf_counter() - started
-    result_times = sorted(int(entry_id.split(b"-")[0]) / 1000
-                          for entry_id, _ in client.xrange(RESULTS_STREAM, min=f"({after}"))
+    result_times = sorted(
+        int(entry_id.split(b"-")[0]) / 1000
+        for entry_id, _ in client.xrange(RESULTS_STREAM, min=f"({after}")
+    )
     starts = sorted(r["started"] for r in api.iterate(f"/experiments/{eid}/training_runs"))
     gaps = []
     for t in result_times:
@@ -68,8 +73,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the services on kill too
     client = redis.Redis.from_url(services.REDIS_URL)
     client.flushdb()
-    platform = services.Platform(Path(tempfile.mkdtemp(prefix="multitune-loop-")),
-                                 services.REDIS_URL, log_level="WARNING")
+    platform = services.Platform(
+        Path(tempfile.mkdtemp(prefix="multitune-loop-")), services.REDIS_URL, log_level="WARNING"
+    )
     try:
         platform.start_api()
         platform.start("suggester", "suggester")
@@ -82,8 +88,11 @@ def main() -> None:
         for workers in (1, 4):
             gaps, throughput = run_experiment(platform, api, client, args.runs, workers)
             q = statistics.quantiles(gaps, n=100)
-            print(f"| {workers} worker(s) in flight | {args.runs} | {q[49] * 1000:.1f} "
-                  f"| {q[98] * 1000:.1f} | {throughput:.1f} |", flush=True)
+            print(
+                f"| {workers} worker(s) in flight | {args.runs} | {q[49] * 1000:.1f} "
+                f"| {q[98] * 1000:.1f} | {throughput:.1f} |",
+                flush=True,
+            )
     finally:
         platform.stop_all()
 

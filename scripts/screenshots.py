@@ -72,8 +72,12 @@ def main() -> None:
         runs = list(api.iterate(f"/experiments/{site.managed}/training_runs"))
         run = max(runs, key=lambda r: (r["checkpoint_count"], r["id"]))
         curve = api.get(f"/training_runs/{run['id']}/analytics/curves")
-        site.upload(run["id"], "value-by-epoch.png", "image/png",
-                    png_plot([c["values"]["value"] for c in curve["data"]], 480, 200))
+        site.upload(
+            run["id"],
+            "value-by-epoch.png",
+            "image/png",
+            png_plot([c["values"]["value"] for c in curve["data"]], 480, 200),
+        )
 
         playwright = stack.enter_context(sync_playwright())
         browser = launch(playwright)
@@ -85,8 +89,10 @@ def main() -> None:
         page.goto(f"{site.url}/experiments/{site.managed}")
         page.wait_for_selector("#slices[data-state=ready]")
         page.locator("#history").scroll_into_view_if_needed()
-        page.evaluate("window.scrollTo(0, document.getElementById('history')"
-                      ".getBoundingClientRect().top + window.scrollY - 90)")
+        page.evaluate(
+            "window.scrollTo(0, document.getElementById('history')"
+            ".getBoundingClientRect().top + window.scrollY - 90)"
+        )
         shots.append(("experiment.png", save(page, args.out / "experiment.png")))
         page.goto(f"{site.url}/runs/{run['id']}")
         page.wait_for_selector("#curves[data-state=ready]")

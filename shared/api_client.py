@@ -21,25 +21,33 @@ class ApiRequestError(RuntimeError):
 
 
 class ApiClient:
-    def __init__(self, base_url: str, token: str, timeout_s: float = 30.0,
-                 retry_for_s: float = 60.0) -> None:
+    def __init__(
+        self, base_url: str, token: str, timeout_s: float = 30.0, retry_for_s: float = 60.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.retry_for_s = retry_for_s
         self._session = requests.Session()
         self._session.headers["Authorization"] = f"Bearer {token}"
 
-    def request(self, method: str, path: str, *, json: Any = None,
-                params: dict[str, Any] | None = None,
-                headers: dict[str, str] | None = None) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Any:
         """``path`` is relative to ``/v1``; returns the decoded JSON body (None for 204)."""
         url = f"{self.base_url}/v1{path}"
         deadline = time.monotonic() + self.retry_for_s
         delay = 0.1
         while True:
             try:
-                response = self._session.request(method, url, json=json, params=params,
-                                                 headers=headers, timeout=self.timeout_s)
+                response = self._session.request(
+                    method, url, json=json, params=params, headers=headers, timeout=self.timeout_s
+                )
             except requests.ConnectionError:
                 if time.monotonic() > deadline:
                     raise

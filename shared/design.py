@@ -31,7 +31,9 @@ def initial_design_size(spec: ExperimentSpec) -> int:
     """
     size = max(spec.dimension + 2, 4, spec.parallel_bandwidth)
     if spec.observation_budget:
-        size = min(size, max(2, int(spec.observation_budget // 3) * (2 if spec.is_multitask else 1)))
+        size = min(
+            size, max(2, int(spec.observation_budget // 3) * (2 if spec.is_multitask else 1))
+        )
     return size
 
 

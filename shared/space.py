@@ -305,8 +305,10 @@ class ExperimentSpec:
         return any(p.name == name for p in self.parameters)
 
     # ----------------------------------------------------------------- validation
-    def validate_assignments(self, assignments: Mapping[str, Any], prefix: str = "assignments") -> None:
-        """Raise `InvalidAssignments` naming the field when ``assignments`` do not fit the space."""
+    def validate_assignments(
+        self, assignments: Mapping[str, Any], prefix: str = "assignments"
+    ) -> None:
+        """Raise `InvalidAssignments` naming the field when ``assignments`` do not fit."""
         if not isinstance(assignments, Mapping):
             raise InvalidAssignments(prefix, "must be an object")
         for cond in self.conditionals:
@@ -329,7 +331,9 @@ class ExperimentSpec:
             _check_value(parameter, assignments[parameter.name], key)
         for name in assignments:
             if name not in known:
-                raise InvalidAssignments(f"{prefix}.{name}", "is not a parameter of this experiment")
+                raise InvalidAssignments(
+                    f"{prefix}.{name}", "is not a parameter of this experiment"
+                )
         for i, constraint in enumerate(self.linear_constraints):
             if not constraint.satisfied(assignments):
                 raise InvalidAssignments(
@@ -364,7 +368,8 @@ def _parameter_from_json(p: Mapping[str, Any]) -> Parameter:
     grid = tuple(sorted(float(v) for v in p.get("grid") or ()))
     prior = p.get("prior")
     conditions = {
-        name: tuple(v if isinstance(v, list) else [v]) for name, v in (p.get("conditions") or {}).items()
+        name: tuple(v if isinstance(v, list) else [v])
+        for name, v in (p.get("conditions") or {}).items()
     }
     lo = bounds.get("min")
     hi = bounds.get("max")

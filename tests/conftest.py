@@ -37,8 +37,9 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture()
-def make_platform(tmp_path: Path, redis_url: str,
-                  redis_client: redis.Redis) -> Iterator[Callable[..., Platform]]:
+def make_platform(
+    tmp_path: Path, redis_url: str, redis_client: redis.Redis
+) -> Iterator[Callable[..., Platform]]:
     """``make_platform(**settings)``: live services over SQLite in a temp data dir, with
     ``MULTITUNE_<NAME>`` settings; ``start_api()``, ``start("suggester", "suggester")``, ...
     start them. Everything is stopped afterwards."""

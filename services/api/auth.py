@@ -86,11 +86,15 @@ def _lookup(token: str) -> Principal | None:
     now = time.monotonic()
     if hit is not None and hit[0] > now:
         return hit[1]
-    row = get_session().execute(
-        select(Token.client_id, Client.name)
-        .join(Client, Client.id == Token.client_id)
-        .where(Token.digest == key, Token.revoked.is_(False))
-    ).first()
+    row = (
+        get_session()
+        .execute(
+            select(Token.client_id, Client.name)
+            .join(Client, Client.id == Token.client_id)
+            .where(Token.digest == key, Token.revoked.is_(False))
+        )
+        .first()
+    )
     principal = Principal(client_id=row[0], name=row[1]) if row else None
     if len(cache) > 10_000:
         cache.clear()
@@ -107,7 +111,9 @@ def require_token() -> None:
     """``before_request`` of the v1 blueprint."""
     token = _presented_token()
     if not token:
-        raise ApiError(401, "Missing API token: send it as the HTTP Basic username or a Bearer token")
+        raise ApiError(
+            401, "Missing API token: send it as the HTTP Basic username or a Bearer token"
+        )
     principal = _lookup(token)
     if principal is None:
         raise ApiError(401, "Invalid API token")

@@ -1,4 +1,4 @@
-"""The one place API errors become JSON: ``{"message": str, "status": int}`` as SigOpt sent them."""
+"""The one place API errors become JSON: ``{"message": str, "status": int}``, as in SigOpt."""
 
 from __future__ import annotations
 

@@ -109,7 +109,9 @@ class Observation(Base):
     #: Equals ``suggestion_id`` while this is the suggestion's one live observation; a unique
     #: column, so a second live observation of a suggestion cannot be committed. NULL when the
     #: observation is deleted or was created with ``allow_multiple``.
-    exclusive_suggestion_id: Mapped[int | None] = mapped_column(Integer, nullable=True, unique=True)
+    exclusive_suggestion_id: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, unique=True
+    )
     assignments: Mapped[dict[str, Any]] = mapped_column(JSON)
     task: Mapped[str | None] = mapped_column(String(100), nullable=True)
     #: `shared.space.assignment_key` of (assignments, task).

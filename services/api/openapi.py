@@ -44,7 +44,7 @@ class ApiBlueprint(Blueprint):
         query: type[BaseModel] | None = None,
         returns: str = "object",
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Register ``view`` for ``method rule``; parsed ``body``/``query`` are passed as kwargs."""
+        """Register ``view`` for ``method rule``; it gets the parsed ``body``/``query`` kwargs."""
 
         def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
             @functools.wraps(view)
@@ -99,8 +99,11 @@ def build_document(app: Flask) -> dict[str, Any]:
                 schemas[op.body.__name__] = schema
                 item["requestBody"] = {
                     "required": False,
-                    "content": {"application/json": {"schema": {"$ref": ref.format(
-                        model=op.body.__name__)}}},
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": ref.format(model=op.body.__name__)}
+                        }
+                    },
                 }
             if op.query is not None:
                 schema = op.query.model_json_schema(ref_template=ref)
@@ -117,13 +120,22 @@ def build_document(app: Flask) -> dict[str, Any]:
     }
     return {
         "openapi": "3.1.0",
-        "info": {"title": "multitune API", "version": "1", "description":
-                 "SigOpt v1 compatible experiment API"},
+        "info": {
+            "title": "multitune API",
+            "version": "1",
+            "description": "SigOpt v1 compatible experiment API",
+        },
         "paths": paths,
         "components": {
             "schemas": schemas,
-            "responses": {"Error": {"description": "Error", "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
+            "responses": {
+                "Error": {
+                    "description": "Error",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                    },
+                }
+            },
             "securitySchemes": {
                 "basic": {"type": "http", "scheme": "basic"},
                 "bearer": {"type": "http", "scheme": "bearer"},

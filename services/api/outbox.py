@@ -38,9 +38,7 @@ DEBOUNCE_S = 0.01
 
 def record(session: Session, event_type: str, experiment: Experiment) -> None:
     """Add an event to the current transaction."""
-    session.add(
-        OutboxEvent(type=event_type, experiment_id=experiment.id, created=time.time())
-    )
+    session.add(OutboxEvent(type=event_type, experiment_id=experiment.id, created=time.time()))
 
 
 class Relay:
@@ -93,8 +91,12 @@ class Relay:
             pipe = self._redis.pipeline(transaction=False)
             for row in rows:
                 event = Event(type=row.type, experiment_id=row.experiment_id, id=row.id)
-                pipe.xadd(EVENTS_STREAM, {"event": event.to_json()}, maxlen=STREAM_MAXLEN,
-                          approximate=True)
+                pipe.xadd(
+                    EVENTS_STREAM,
+                    {"event": event.to_json()},
+                    maxlen=STREAM_MAXLEN,
+                    approximate=True,
+                )
             pipe.execute()
             session.execute(delete(OutboxEvent).where(OutboxEvent.id.in_([r.id for r in rows])))
             session.commit()

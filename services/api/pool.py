@@ -62,6 +62,14 @@ def pop(client: redis.Redis, experiment_id: int, wait_s: float = 0.0) -> PoolEnt
 
 def push_back(client: redis.Redis, experiment_id: int, entry: PoolEntry) -> None:
     """Return an entry to the head of the pool (it was popped but not used)."""
-    client.lpush(pool_key(experiment_id), json.dumps({
-        "assignments": entry.assignments, "task": entry.task,
-        "observation_count": entry.observation_count, "source": entry.source}))
+    client.lpush(
+        pool_key(experiment_id),
+        json.dumps(
+            {
+                "assignments": entry.assignments,
+                "task": entry.task,
+                "observation_count": entry.observation_count,
+                "source": entry.source,
+            }
+        ),
+    )

@@ -131,8 +131,9 @@ def best_assignment(o: Observation, definition: dict[str, Any]) -> dict[str, Any
     }
 
 
-def training_run(r: TrainingRun, s: Suggestion, observation_id: int | None,
-                 exp: Experiment) -> dict[str, Any]:
+def training_run(
+    r: TrainingRun, s: Suggestion, observation_id: int | None, exp: Experiment
+) -> dict[str, Any]:
     return {
         "object": "training_run",
         "id": str(r.id),

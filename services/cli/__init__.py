@@ -17,8 +17,13 @@ from shared.settings import Settings
 @click.option("--redis-url", default=None, help="Redis URL (MULTITUNE_REDIS_URL).")
 @click.option("--api-url", default=None, help="API base URL for clients (MULTITUNE_API_URL).")
 @click.pass_context
-def main(ctx: click.Context, data_dir: str | None, database_url: str | None,
-         redis_url: str | None, api_url: str | None) -> None:
+def main(
+    ctx: click.Context,
+    data_dir: str | None,
+    database_url: str | None,
+    redis_url: str | None,
+    api_url: str | None,
+) -> None:
     """multitune: self-hosted multitask Bayesian optimization."""
     ctx.obj = Settings.from_env(
         data_dir=data_dir, database_url=database_url, redis_url=redis_url, api_url=api_url

@@ -13,8 +13,9 @@ from shared.api_client import ApiClient
 from shared.api_client import ApiRequestError
 from shared.settings import Settings
 
-token_option = click.option("--token", envvar="MULTITUNE_TOKEN", required=True,
-                            help="Client API token (MULTITUNE_TOKEN).")
+token_option = click.option(
+    "--token", envvar="MULTITUNE_TOKEN", required=True, help="Client API token (MULTITUNE_TOKEN)."
+)
 
 
 def load_definition(path: Path) -> dict[str, Any]:
@@ -60,8 +61,11 @@ def list_(settings: Settings, token: str) -> None:
     for e in page["data"]:
         progress = e["progress"]
         budget = e["observation_budget"]
-        spent = f"{progress['observation_budget_consumed']:g}/{budget:g}" if budget else (
-            f"{progress['observation_budget_consumed']:g}")
+        spent = (
+            f"{progress['observation_budget_consumed']:g}/{budget:g}"
+            if budget
+            else (f"{progress['observation_budget_consumed']:g}")
+        )
         click.echo(f"{e['id']:>6}  {e['state']:<9} {spent:>12}  {e['name']}")
 
 
@@ -76,8 +80,10 @@ def show(settings: Settings, experiment_id: str, token: str) -> None:
     progress = e["progress"]
     click.echo(f"experiment {e['id']}: {e['name']} ({e['state']})")
     click.echo(f"observations: {progress['observation_count']}")
-    click.echo(f"budget consumed: {progress['observation_budget_consumed']:g}"
-               + (f" of {e['observation_budget']:g}" if e["observation_budget"] else ""))
+    click.echo(
+        f"budget consumed: {progress['observation_budget_consumed']:g}"
+        + (f" of {e['observation_budget']:g}" if e["observation_budget"] else "")
+    )
     best = _call(client.get, f"/experiments/{experiment_id}/best_assignments")["data"]
     if not best:
         click.echo("best: none yet" + (" at full cost" if e.get("tasks") else ""))
@@ -104,11 +110,15 @@ def _show_importance(client: ApiClient, experiment_id: str, multitask: bool) -> 
             continue
         width = max(len(d["parameter"]) for d in result["data"])
         for d in result["data"]:
-            click.echo(f"  {d['parameter']:<{width}}  {d['importance'] * 100:5.1f}%  "
-                       f"{_bar(d['importance'])}")
+            click.echo(
+                f"  {d['parameter']:<{width}}  {d['importance'] * 100:5.1f}%  "
+                f"{_bar(d['importance'])}"
+            )
         if result.get("task_importance") is not None:
-            click.echo(f"  (the task explains {result['task_importance'] * 100:.1f}%; "
-                       "parameter shares rescaled to 100%)")
+            click.echo(
+                f"  (the task explains {result['task_importance'] * 100:.1f}%; "
+                "parameter shares rescaled to 100%)"
+            )
         click.echo("  method: " + result["method"])
 
 
@@ -116,16 +126,21 @@ def _show_best_vs_cost(client: ApiClient, experiment_id: str) -> None:
     """The cost spent each time the best full-cost value improved."""
     history = _call(client.get, f"/experiments/{experiment_id}/analytics/history")
     steps = history["best_vs_cost"]
-    click.echo(f"\nbest full-cost {history['metric']} ({history['objective']}) "
-               "vs cumulative cost:")
+    click.echo(
+        f"\nbest full-cost {history['metric']} ({history['objective']}) vs cumulative cost:"
+    )
     if not steps:
         click.echo("  no full-cost observation yet")
         return
     click.echo(f"  {'cost':>10}  {'observations':>12}  {'best':>12}")
     for step in steps:
-        click.echo(f"  {step['cumulative_cost']:>10.4g}  {step['observations']:>12}  "
-                   f"{step['best_full_cost']:>12.6g}")
+        click.echo(
+            f"  {step['cumulative_cost']:>10.4g}  {step['observations']:>12}  "
+            f"{step['best_full_cost']:>12.6g}"
+        )
     if history["data"]:
         last = history["data"][-1]
-        click.echo(f"  {last['cumulative_cost']:>10.4g}  {history['count']:>12}  "
-                   f"{last['best_full_cost']:>12.6g}  (now)")
+        click.echo(
+            f"  {last['cumulative_cost']:>10.4g}  {history['count']:>12}  "
+            f"{last['best_full_cost']:>12.6g}  (now)"
+        )

@@ -51,22 +51,33 @@ class Supervisor:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **(env or {})}, start_new_session=True)
+        process = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
         self.children.append((name, process))
         return process
 
     def multitune(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
-        self.spawn(name, [sys.executable, "-m", "services.cli", *args],
-                   env={**self.settings.as_env(), **(env or {})})
+        self.spawn(
+            name,
+            [sys.executable, "-m", "services.cli", *args],
+            env={**self.settings.as_env(), **(env or {})},
+        )
 
     def check(self) -> None:
         for name, process in self.children:
             if process.poll() is not None:
                 raise click.ClickException(
-                    f"{name} exited with {process.returncode}; see {self.log_dir / (name + '.log')}")
+                    f"{name} exited with {process.returncode}; see {self.log_dir / name}.log"
+                )
 
     def stop(self, timeout_s: float = 30.0) -> None:
         for _, process in reversed(self.children):
@@ -93,9 +104,24 @@ def _ensure_redis(supervisor: Supervisor) -> Settings:
     port = _free_port()
     directory = settings.data_dir / "redis"
     directory.mkdir(parents=True, exist_ok=True)
-    supervisor.spawn("redis", [binary, "--bind", "127.0.0.1", "--port", str(port),
-                               "--dir", str(directory), "--appendonly", "yes",
-                               "--appendfsync", "everysec", "--maxmemory-policy", "noeviction"])
+    supervisor.spawn(
+        "redis",
+        [
+            binary,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(directory),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--maxmemory-policy",
+            "noeviction",
+        ],
+    )
     url = f"redis://127.0.0.1:{port}/0"
     for _ in range(100):
         if _redis_answers(url):
@@ -121,10 +147,16 @@ def start_platform(settings: Settings, port: int, workers: int, flower_port: int
         # The suggester fits with one thread; the workers share the remaining cores.
         threads = max(1, ((os.cpu_count() or 2) - 1) // max(workers, 1))
         for i in range(workers):
-            supervisor.multitune(f"worker{i}", "worker", "--name", f"cpu{i}",
-                                 "--threads", str(threads))
-        supervisor.multitune("flower", "flower", "--port", str(flower_port),
-                             env={"FLOWER_UNAUTHENTICATED_API": "true"})
+            supervisor.multitune(
+                f"worker{i}", "worker", "--name", f"cpu{i}", "--threads", str(threads)
+            )
+        supervisor.multitune(
+            "flower",
+            "flower",
+            "--port",
+            str(flower_port),
+            env={"FLOWER_UNAUTHENTICATED_API": "true"},
+        )
     except BaseException:
         supervisor.stop()
         raise
@@ -173,7 +205,9 @@ def up(settings: Settings, port: int, workers: int, flower_port: int) -> None:
     """Start everything on this machine; Ctrl-C stops it."""
     _sigterm_as_interrupt()
     supervisor = start_platform(settings, port, workers, flower_port)
-    click.echo(f"API     {supervisor.settings.api_url}  (token: multitune token create --name NAME)")
+    click.echo(
+        f"API     {supervisor.settings.api_url}  (token: multitune token create --name NAME)"
+    )
     click.echo(f"Flower  http://127.0.0.1:{flower_port}")
     click.echo(f"logs    {supervisor.log_dir}    Ctrl-C stops everything")
     try:
@@ -188,18 +222,31 @@ def up(settings: Settings, port: int, workers: int, flower_port: int) -> None:
 
 @click.command()
 @_with_platform_options
-@click.option("--example", "example", default=str(DEFAULT_EXAMPLE), show_default=True,
-              type=click.Path(exists=True, path_type=Path), help="Experiment definition")
+@click.option(
+    "--example",
+    "example",
+    default=str(DEFAULT_EXAMPLE),
+    show_default=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Experiment definition",
+)
 @click.option("--keep-running", is_flag=True, help="Leave the platform up after the experiment.")
 @click.pass_obj
-def demo(settings: Settings, port: int, workers: int, flower_port: int, example: Path,
-         keep_running: bool) -> None:
+def demo(
+    settings: Settings,
+    port: int,
+    workers: int,
+    flower_port: int,
+    example: Path,
+    keep_running: bool,
+) -> None:
     """`up`, then run an example managed multitask experiment with a progress bar."""
+    from sqlalchemy.orm import Session
+
     from services.api.auth import create_token
     from services.api.db import make_engine
     from services.api.db import migrate
     from services.cli.experiments import load_definition
-    from sqlalchemy.orm import Session
 
     _sigterm_as_interrupt()
     supervisor = start_platform(settings, port, workers, flower_port)
@@ -245,9 +292,11 @@ def _follow(api: ApiClient, supervisor: Supervisor, eid: str) -> None:
         width = 30
         filled = min(width, int(width * spent / budget))
         best_text = f"{best['value']:.4f}" if best else "-"
-        line = (f"\r[{'#' * filled}{'.' * (width - filled)}] {spent:5.2f}/{budget:g} cost  "
-                f"{progress['observation_count']:3d} runs  best full-cost {best_text}  "
-                f"{time.monotonic() - started:5.0f}s")
+        line = (
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {spent:5.2f}/{budget:g} cost  "
+            f"{progress['observation_count']:3d} runs  best full-cost {best_text}  "
+            f"{time.monotonic() - started:5.0f}s"
+        )
         click.echo(line, nl=False)
         if experiment["state"] in ("completed", "stopped", "deleted"):
             click.echo()

@@ -76,8 +76,9 @@ def limit_threads(threads: int) -> None:
 
 
 @click.command()
-@click.option("--threads", default=1, show_default=True, type=int,
-              help="Math threads for model fitting.")
+@click.option(
+    "--threads", default=1, show_default=True, type=int, help="Math threads for model fitting."
+)
 @click.pass_obj
 def suggester(settings: Settings, threads: int) -> None:
     """Consume events and results from Redis; refill suggestion pools; schedule managed runs."""
@@ -89,9 +90,15 @@ def suggester(settings: Settings, threads: int) -> None:
 
 @click.command()
 @click.option("--name", default="cpu", show_default=True, help="Worker node name (before @host).")
-@click.option("--gpu", default=None, help="GPU index this worker trains on (CUDA_VISIBLE_DEVICES).")
-@click.option("--threads", default=None, type=int,
-              help="Math threads for training (default: torch's, all cores).")
+@click.option(
+    "--gpu", default=None, help="GPU index this worker trains on (CUDA_VISIBLE_DEVICES)."
+)
+@click.option(
+    "--threads",
+    default=None,
+    type=int,
+    help="Math threads for training (default: torch's, all cores).",
+)
 @click.pass_obj
 def worker(settings: Settings, name: str, gpu: str | None, threads: int | None) -> None:
     """A Celery worker that trains one run at a time (one worker per GPU)."""
@@ -110,9 +117,22 @@ def worker(settings: Settings, name: str, gpu: str | None, threads: int | None) 
     app = create_celery(settings)
     # A fresh child per task frees GPU memory; CPU workers keep their child (and its imports).
     app.conf.worker_max_tasks_per_child = 1 if gpu is not None else None
-    app.worker_main(["worker", "--queues", TRAIN_QUEUE, "--concurrency", "1",
-                     "--hostname", f"{name}@%h", "--task-events", "--without-gossip",
-                     "--without-mingle", "--loglevel", settings.log_level])
+    app.worker_main(
+        [
+            "worker",
+            "--queues",
+            TRAIN_QUEUE,
+            "--concurrency",
+            "1",
+            "--hostname",
+            f"{name}@%h",
+            "--task-events",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            settings.log_level,
+        ]
+    )
 
 
 @click.command()

@@ -15,8 +15,12 @@ def token() -> None:
 
 @token.command("create")
 @click.option("--name", required=True, help="Token name.")
-@click.option("--client", "client_name", default=None,
-              help="Client (tenant) the token belongs to; created if new. Defaults to --name.")
+@click.option(
+    "--client",
+    "client_name",
+    default=None,
+    help="Client (tenant) the token belongs to; created if new. Defaults to --name.",
+)
 @click.pass_obj
 def create(settings: Settings, name: str, client_name: str | None) -> None:
     """Print a new API token."""

@@ -27,20 +27,34 @@ class History:
 
 def _observation(o: dict[str, Any]) -> Observation:
     values = {v["name"]: float(v["value"]) for v in o["values"]}
-    stddevs = {v["name"]: float(v["value_stddev"]) for v in o["values"]
-               if v.get("value_stddev") is not None}
+    stddevs = {
+        v["name"]: float(v["value_stddev"])
+        for v in o["values"]
+        if v.get("value_stddev") is not None
+    }
     task = o["task"]["name"] if o.get("task") else None
-    return Observation(assignments=o["assignments"], task=task, values=values, stddevs=stddevs,
-                       failed=bool(o["failed"]))
+    return Observation(
+        assignments=o["assignments"],
+        task=task,
+        values=values,
+        stddevs=stddevs,
+        failed=bool(o["failed"]),
+    )
 
 
 def load(client: ApiClient, experiment_id: int) -> History:
     experiment = client.get(f"/experiments/{experiment_id}")
-    observations = [_observation(o) for o in client.iterate(f"/experiments/{experiment_id}/observations")]
+    observations = [
+        _observation(o) for o in client.iterate(f"/experiments/{experiment_id}/observations")
+    ]
     observations.reverse()  # oldest first
-    open_suggestions = list(client.iterate(f"/experiments/{experiment_id}/suggestions", state="open"))
-    pending = [Pending(assignments=s["assignments"], task=s["task"]["name"] if s.get("task") else None)
-               for s in open_suggestions]
+    open_suggestions = list(
+        client.iterate(f"/experiments/{experiment_id}/suggestions", state="open")
+    )
+    pending = [
+        Pending(assignments=s["assignments"], task=s["task"]["name"] if s.get("task") else None)
+        for s in open_suggestions
+    ]
     return History(
         experiment=experiment,
         spec=ExperimentSpec.from_json(experiment),

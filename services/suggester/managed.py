@@ -28,8 +28,14 @@ IN_FLIGHT = ("queued", "running")
 
 
 class Managed:
-    def __init__(self, client: ApiClient, publisher: Publisher, settings: Settings,
-                 redis_client: Any, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        client: ApiClient,
+        publisher: Publisher,
+        settings: Settings,
+        redis_client: Any,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._api = client
         self._publisher = publisher
         self._settings = settings
@@ -68,7 +74,9 @@ class Managed:
         committed = consumed + sum(history.spec.task_cost(_task(r)) for r in in_flight)
         if consumed >= budget and not in_flight and state == "active":
             self._api.put(f"/experiments/{eid}", {"state": "completed"})
-            log.info("experiment %s completed: budget %.3f of %.3f consumed", eid, consumed, budget)
+            log.info(
+                "experiment %s completed: budget %.3f of %.3f consumed", eid, consumed, budget
+            )
             return False
         slots = int(experiment["parallel_bandwidth"]) - len(in_flight)
         if state == "active" and slots > 0 and committed < budget:
@@ -78,17 +86,28 @@ class Managed:
 
     def _fill(self, history: History, slots: int, budget_left: float) -> None:
         eid = int(history.experiment["id"])
-        result = suggest(history.spec, history.observations, history.pending, slots, seed=eid,
-                         state=pools.load_state(self._redis, eid))
+        result = suggest(
+            history.spec,
+            history.observations,
+            history.pending,
+            slots,
+            seed=eid,
+            state=pools.load_state(self._redis, eid),
+        )
         pools.save_state(self._redis, eid, result.state)
         for candidate in result.candidates:
             if budget_left <= 0:
                 break
             if candidate.source == "fallback":
-                log.warning("experiment %s: optimizer fell back to random: %s", eid,
-                            candidate.info.get("error"))
-            body: dict[str, Any] = {"assignments": candidate.assignments,
-                                    "metadata": {"source": candidate.source}}
+                log.warning(
+                    "experiment %s: optimizer fell back to random: %s",
+                    eid,
+                    candidate.info.get("error"),
+                )
+            body: dict[str, Any] = {
+                "assignments": candidate.assignments,
+                "metadata": {"source": candidate.source},
+            }
             if candidate.task is not None:
                 body["task"] = candidate.task
             suggestion = self._api.post(f"/experiments/{eid}/suggestions", body)
@@ -104,18 +123,20 @@ class Managed:
     def _send(self, history: History, run: dict[str, Any]) -> None:
         objective = history.experiment["objective"]
         task = _task(run)
-        self._publisher.send(TrainRequest(
-            experiment_id=int(history.experiment["id"]),
-            suggestion_id=int(run["suggestion"]),
-            run_id=int(run["id"]),
-            attempt=int(run["attempt"]),
-            objective=objective["name"],
-            config=objective.get("config") or {},
-            assignments=run["assignments"],
-            task=task,
-            cost=history.spec.task_cost(task),
-            metric=history.spec.metrics[0].name,
-        ))
+        self._publisher.send(
+            TrainRequest(
+                experiment_id=int(history.experiment["id"]),
+                suggestion_id=int(run["suggestion"]),
+                run_id=int(run["id"]),
+                attempt=int(run["attempt"]),
+                objective=objective["name"],
+                config=objective.get("config") or {},
+                assignments=run["assignments"],
+                task=task,
+                cost=history.spec.task_cost(task),
+                metric=history.spec.metrics[0].name,
+            )
+        )
 
     def resend_queued(self, history: History) -> None:
         """After a restart: a queued run may never have reached the broker. A second copy of a
@@ -125,8 +146,9 @@ class Managed:
             self._send(history, run)
 
     def _retry(self, history: History, run: dict[str, Any]) -> None:
-        run = self._api.put(f"/training_runs/{run['id']}",
-                            {"new_attempt": True, "attempt": run["attempt"]})
+        run = self._api.put(
+            f"/training_runs/{run['id']}", {"new_attempt": True, "attempt": run["attempt"]}
+        )
         self._send(history, run)
 
     def _reap_if_lost(self, history: History, run: dict[str, Any]) -> None:
@@ -135,14 +157,22 @@ class Managed:
             return
         try:
             if run["attempt"] < self._settings.max_attempts:
-                log.warning("run %s attempt %s lost (no heartbeat for %.0fs); retrying", run["id"],
-                            run["attempt"], self._clock() - float(last_sign))
+                log.warning(
+                    "run %s attempt %s lost (no heartbeat for %.0fs); retrying",
+                    run["id"],
+                    run["attempt"],
+                    self._clock() - float(last_sign),
+                )
                 self._retry(history, run)
             else:
-                log.warning("run %s lost after %s attempts; failing its suggestion", run["id"],
-                            run["attempt"])
-                self._record(run, failed=True, values=[], reason="lost", traceback=None,
-                             state="lost")
+                log.warning(
+                    "run %s lost after %s attempts; failing its suggestion",
+                    run["id"],
+                    run["attempt"],
+                )
+                self._record(
+                    run, failed=True, values=[], reason="lost", traceback=None, state="lost"
+                )
         except ApiRequestError as exc:
             if exc.status != 409:  # 409: the run moved on meanwhile (a result arrived)
                 raise
@@ -157,31 +187,55 @@ class Managed:
                 return
             raise
         if run["attempt"] != result.attempt or run["state"] not in IN_FLIGHT:
-            log.info("ignoring result of run %s attempt %s (run is at attempt %s, %s)",
-                     result.run_id, result.attempt, run["attempt"], run["state"])
+            log.info(
+                "ignoring result of run %s attempt %s (run is at attempt %s, %s)",
+                result.run_id,
+                result.attempt,
+                run["attempt"],
+                run["state"],
+            )
             return
         try:
             if result.stopped:
                 self._stopped(run)
             else:
-                self._record(run, failed=result.failed, values=result.values,
-                             reason=result.reason, traceback=result.traceback,
-                             state="failed" if result.failed else "completed")
+                self._record(
+                    run,
+                    failed=result.failed,
+                    values=result.values,
+                    reason=result.reason,
+                    traceback=result.traceback,
+                    state="failed" if result.failed else "completed",
+                )
         except ApiRequestError as exc:
             if exc.status != 409:
                 raise
 
     def _stopped(self, run: dict[str, Any]) -> None:
         if run["experiment_state"] == "paused":
-            self._api.put(f"/training_runs/{run['id']}", {"state": "paused", "attempt": run["attempt"]})
+            self._api.put(
+                f"/training_runs/{run['id']}", {"state": "paused", "attempt": run["attempt"]}
+            )
             return
-        self._api.put(f"/training_runs/{run['id']}", {"state": "stopped", "attempt": run["attempt"]})
+        self._api.put(
+            f"/training_runs/{run['id']}", {"state": "stopped", "attempt": run["attempt"]}
+        )
         self._api.delete(f"/experiments/{run['experiment']}/suggestions/{run['suggestion']}")
 
-    def _record(self, run: dict[str, Any], *, failed: bool, values: list[dict[str, Any]],
-                reason: str | None, traceback: str | None, state: str) -> None:
-        body: dict[str, Any] = {"suggestion": run["suggestion"],
-                                "metadata": {"training_run": run["id"], "attempt": run["attempt"]}}
+    def _record(
+        self,
+        run: dict[str, Any],
+        *,
+        failed: bool,
+        values: list[dict[str, Any]],
+        reason: str | None,
+        traceback: str | None,
+        state: str,
+    ) -> None:
+        body: dict[str, Any] = {
+            "suggestion": run["suggestion"],
+            "metadata": {"training_run": run["id"], "attempt": run["attempt"]},
+        }
         if failed:
             body["failed"] = True
             if reason:
@@ -189,8 +243,11 @@ class Managed:
         else:
             body["values"] = values
         try:
-            self._api.post(f"/experiments/{run['experiment']}/observations", body,
-                           headers={"Idempotency-Key": f"training-run-{run['id']}"})
+            self._api.post(
+                f"/experiments/{run['experiment']}/observations",
+                body,
+                headers={"Idempotency-Key": f"training-run-{run['id']}"},
+            )
         except ApiRequestError as exc:
             if exc.status != 400 or "deleted" not in exc.message:
                 raise

@@ -18,12 +18,22 @@ def state_key(experiment_id: int) -> str:
     return f"multitune:optimizer_state:{experiment_id}"
 
 
-def replace(client: redis.Redis, experiment_id: int, candidates: Sequence[Candidate],
-            observation_count: int) -> None:
-    """Atomically swap the pool for ``candidates``, tagged with the data they were computed from."""
+def replace(
+    client: redis.Redis,
+    experiment_id: int,
+    candidates: Sequence[Candidate],
+    observation_count: int,
+) -> None:
+    """Atomically swap the pool for ``candidates``, tagged with the data behind them."""
     entries = [
-        json.dumps({"assignments": c.assignments, "task": c.task,
-                    "observation_count": observation_count, "source": c.source})
+        json.dumps(
+            {
+                "assignments": c.assignments,
+                "task": c.task,
+                "observation_count": observation_count,
+                "source": c.source,
+            }
+        )
         for c in candidates
     ]
     pipe = client.pipeline(transaction=True)
@@ -45,7 +55,9 @@ def is_fresh(client: redis.Redis, experiment_id: int, observation_count: int) ->
 
 
 def drop(client: redis.Redis, experiment_id: int) -> None:
-    client.delete(pool_key(experiment_id), pool_version_key(experiment_id), state_key(experiment_id))
+    client.delete(
+        pool_key(experiment_id), pool_version_key(experiment_id), state_key(experiment_id)
+    )
 
 
 def load_state(client: redis.Redis, experiment_id: int) -> dict[str, Any] | None:

@@ -48,8 +48,14 @@ _FORCE_REFILL = {"experiment.updated", "observation.updated", "observation.delet
 
 
 class Suggester:
-    def __init__(self, settings: Settings, redis_client: redis.Redis, api: ApiClient,
-                 publisher: Publisher, consumer: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        redis_client: redis.Redis,
+        api: ApiClient,
+        publisher: Publisher,
+        consumer: str,
+    ) -> None:
         self._settings = settings
         self._redis = redis_client
         self._api = api
@@ -113,16 +119,19 @@ class Suggester:
         # Reading our own pending entries ("0") or with work waiting: do not block.
         block = None if (self._dirty or self._cursor == "0") else block_ms
         replies = self._redis.xreadgroup(
-            SUGGESTER_GROUP, self._consumer,
+            SUGGESTER_GROUP,
+            self._consumer,
             {EVENTS_STREAM: self._cursor, RESULTS_STREAM: self._cursor},
-            count=200, block=block,
+            count=200,
+            block=block,
         )
         got = 0
         for stream, entries in replies or ():
             got += len(entries)
             for entry_id, fields in entries:
-                self._dispatch(stream.decode() if isinstance(stream, bytes) else stream,
-                               entry_id, fields)
+                self._dispatch(
+                    stream.decode() if isinstance(stream, bytes) else stream, entry_id, fields
+                )
         if self._cursor == "0" and not got:
             self._cursor = ">"
         self._refresh_dirty()
@@ -187,17 +196,31 @@ class Suggester:
         eid = int(h.experiment["id"])
         k = min(int(h.experiment["parallel_bandwidth"]) + POOL_SLACK, MAX_POOL)
         started = time.perf_counter()
-        result = suggest(h.spec, h.observations, h.pending, k, seed=eid,
-                         state=pools.load_state(self._redis, eid))
+        result = suggest(
+            h.spec,
+            h.observations,
+            h.pending,
+            k,
+            seed=eid,
+            state=pools.load_state(self._redis, eid),
+        )
         pools.save_state(self._redis, eid, result.state)
         pools.replace(self._redis, eid, result.candidates, h.observation_count)
         for candidate in result.candidates:
             if candidate.source == "fallback":
-                log.warning("experiment %s: optimizer fell back to random: %s", eid,
-                            candidate.info.get("error"))
-        log.info("experiment %s: pool of %d refilled from %d observations in %.2fs (after %s)",
-                 eid, len(result.candidates), h.observation_count, time.perf_counter() - started,
-                 ",".join(sorted(kinds)))
+                log.warning(
+                    "experiment %s: optimizer fell back to random: %s",
+                    eid,
+                    candidate.info.get("error"),
+                )
+        log.info(
+            "experiment %s: pool of %d refilled from %d observations in %.2fs (after %s)",
+            eid,
+            len(result.candidates),
+            h.observation_count,
+            time.perf_counter() - started,
+            ",".join(sorted(kinds)),
+        )
 
     def _sweep(self) -> None:
         try:
@@ -218,8 +241,9 @@ class Suggester:
 
 
 def run(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     redis_client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
     api = ApiClient(settings.api_url, settings.resolved_service_token(), retry_for_s=120)
     publisher = Publisher(settings)

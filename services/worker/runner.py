@@ -51,8 +51,11 @@ class ApiRunContext(RunContext):
         return "cuda" if torch.cuda.is_available() else "cpu"
 
     def report(self, epoch: int, values: Mapping[str, float]) -> None:
-        body = {"epoch": epoch, "attempt": self._request.attempt,
-                "values": [{"name": k, "value": float(v)} for k, v in values.items()]}
+        body = {
+            "epoch": epoch,
+            "attempt": self._request.attempt,
+            "values": [{"name": k, "value": float(v)} for k, v in values.items()],
+        }
         try:
             self._api.post(f"/training_runs/{self._request.run_id}/checkpoints", body)
         except ApiRequestError as exc:
@@ -75,8 +78,9 @@ class Heartbeat:
     """Renews the run's lease every ``interval_s``; a refusal (409) or a non-active experiment
     asks the objective to stop."""
 
-    def __init__(self, api: ApiClient, request: TrainRequest, context: ApiRunContext,
-                 interval_s: float) -> None:
+    def __init__(
+        self, api: ApiClient, request: TrainRequest, context: ApiRunContext, interval_s: float
+    ) -> None:
         self._api = api
         self._request = request
         self._context = context
@@ -95,8 +99,10 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._done.wait(self._interval_s):
             try:
-                run = self._api.put(f"/training_runs/{self._request.run_id}",
-                                    {"heartbeat": True, "attempt": self._request.attempt})
+                run = self._api.put(
+                    f"/training_runs/{self._request.run_id}",
+                    {"heartbeat": True, "attempt": self._request.attempt},
+                )
             except ApiRequestError as exc:
                 if exc.status == 409:
                     self._context.supersede()
@@ -117,19 +123,26 @@ def checkpoint_dir(settings: Settings, run_id: int) -> Path:
     return path
 
 
-def train(request: TrainRequest, settings: Settings, api: ApiClient, results: redis.Redis,
-          worker: str) -> TrainResult | None:
+def train(
+    request: TrainRequest, settings: Settings, api: ApiClient, results: redis.Redis, worker: str
+) -> TrainResult | None:
     """Run one attempt end to end. Returns the published result, or None when this attempt was
     not ours to run (claimed elsewhere, superseded, or a message about another run)."""
     if not _describes_run(api, request):
         return None
     try:
-        run = api.put(f"/training_runs/{request.run_id}", {
-            "state": "running", "attempt": request.attempt, "worker": worker, "heartbeat": True})
+        run = api.put(
+            f"/training_runs/{request.run_id}",
+            {"state": "running", "attempt": request.attempt, "worker": worker, "heartbeat": True},
+        )
     except ApiRequestError as exc:
         if exc.status in (404, 409):
-            log.info("run %s attempt %s is not ours to run: %s", request.run_id,
-                     request.attempt, exc.message)
+            log.info(
+                "run %s attempt %s is not ours to run: %s",
+                request.run_id,
+                request.attempt,
+                exc.message,
+            )
             return None
         raise
     context = ApiRunContext(api, request, checkpoint_dir(settings, request.run_id))
@@ -139,8 +152,11 @@ def train(request: TrainRequest, settings: Settings, api: ApiClient, results: re
     with Heartbeat(api, request, context, settings.heartbeat_s):
         outcome = _run_objective(request, context)
     if context.superseded.is_set():
-        log.info("run %s attempt %s was superseded; dropping its result", request.run_id,
-                 request.attempt)
+        log.info(
+            "run %s attempt %s was superseded; dropping its result",
+            request.run_id,
+            request.attempt,
+        )
         return None
     return _publish(results, outcome)
 
@@ -156,11 +172,16 @@ def _describes_run(api: ApiClient, request: TrainRequest) -> bool:
             return False
         raise
     task = run["task"]["name"] if run.get("task") else None
-    same = (int(run["experiment"]) == request.experiment_id
-            and int(run["suggestion"]) == request.suggestion_id
-            and run["assignments"] == request.assignments and task == request.task)
+    same = (
+        int(run["experiment"]) == request.experiment_id
+        and int(run["suggestion"]) == request.suggestion_id
+        and run["assignments"] == request.assignments
+        and task == request.task
+    )
     if not same:
-        log.warning("dropping a stale message for run %s: it does not match the store", request.run_id)
+        log.warning(
+            "dropping a stale message for run %s: it does not match the store", request.run_id
+        )
     return same
 
 
@@ -173,8 +194,12 @@ def _run_objective(request: TrainRequest, context: ApiRunContext) -> TrainResult
         if context.should_stop():  # the objective stopped as asked (e.g. raised TrainingStopped)
             return _result(request, stopped=True)
         log.warning("run %s attempt %s failed: %s", request.run_id, request.attempt, exc)
-        return _result(request, failed=True, reason=f"{type(exc).__name__}: {exc}"[:2000],
-                       traceback=traceback.format_exc())
+        return _result(
+            request,
+            failed=True,
+            reason=f"{type(exc).__name__}: {exc}"[:2000],
+            traceback=traceback.format_exc(),
+        )
     if context.should_stop():
         return _result(request, stopped=True)
     values = [{"name": request.metric, "value": result.value}]
@@ -183,11 +208,17 @@ def _run_objective(request: TrainRequest, context: ApiRunContext) -> TrainResult
 
 
 def _result(request: TrainRequest, **fields: Any) -> TrainResult:
-    return TrainResult(experiment_id=request.experiment_id, suggestion_id=request.suggestion_id,
-                       run_id=request.run_id, attempt=request.attempt, **fields)
+    return TrainResult(
+        experiment_id=request.experiment_id,
+        suggestion_id=request.suggestion_id,
+        run_id=request.run_id,
+        attempt=request.attempt,
+        **fields,
+    )
 
 
 def _publish(results: redis.Redis, result: TrainResult) -> TrainResult:
-    results.xadd(RESULTS_STREAM, {"result": result.to_json()}, maxlen=RESULTS_MAXLEN,
-                 approximate=True)
+    results.xadd(
+        RESULTS_STREAM, {"result": result.to_json()}, maxlen=RESULTS_MAXLEN, approximate=True
+    )
     return result

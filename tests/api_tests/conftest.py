@@ -30,8 +30,13 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture()
 def app(database_url: str, redis_url: str, redis_client: Any, tmp_path: Path) -> Iterator[Flask]:
     settings = Settings.from_env(
-        env={}, data_dir=tmp_path, database_url=database_url, redis_url=redis_url,
-        suggestion_wait_s=0.2, service_token="service-secret", max_body_bytes=256 * 1024,
+        env={},
+        data_dir=tmp_path,
+        database_url=database_url,
+        redis_url=redis_url,
+        suggestion_wait_s=0.2,
+        service_token="service-secret",
+        max_body_bytes=256 * 1024,
     )
     app = create_app(settings, start_relay=False)
     with app.app_context():
@@ -70,14 +75,21 @@ MULTITASK = {
     "name": "multitask",
     "parameters": [
         {"name": "x", "type": "double", "bounds": {"min": 0, "max": 1}},
-        {"name": "lr", "type": "double", "bounds": {"min": 1e-4, "max": 1},
-         "transformation": "log"},
+        {
+            "name": "lr",
+            "type": "double",
+            "bounds": {"min": 1e-4, "max": 1},
+            "transformation": "log",
+        },
         {"name": "n", "type": "int", "bounds": {"min": 1, "max": 8}},
         {"name": "opt", "type": "categorical", "categorical_values": ["sgd", "adam"]},
     ],
     "metrics": [{"name": "accuracy", "objective": "maximize"}],
-    "tasks": [{"name": "short", "cost": 0.25}, {"name": "medium", "cost": 0.5},
-              {"name": "full", "cost": 1.0}],
+    "tasks": [
+        {"name": "short", "cost": 0.25},
+        {"name": "medium", "cost": 0.5},
+        {"name": "full", "cost": 1.0},
+    ],
     "observation_budget": 20,
     "parallel_bandwidth": 2,
 }

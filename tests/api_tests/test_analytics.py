@@ -24,8 +24,10 @@ SERVICE = {"Authorization": "Bearer service-secret"}
 
 SYNTHETIC = {
     "name": "one parameter dominates",
-    "parameters": [{"name": p, "type": "double", "bounds": {"min": 0, "max": 1}}
-                   for p in ("noise", "dominant", "minor")],
+    "parameters": [
+        {"name": p, "type": "double", "bounds": {"min": 0, "max": 1}}
+        for p in ("noise", "dominant", "minor")
+    ],
     "metrics": [{"name": "loss", "objective": "minimize"}],
     "tasks": [{"name": "cheap", "cost": 0.25}, {"name": "full", "cost": 1.0}],
     "observation_budget": 100,
@@ -52,10 +54,18 @@ def synthetic_points(n: int, seed: int = 0) -> list[dict[str, Any]]:
 def test_importance_ranks_the_dominant_parameter_first_and_the_irrelevant_last() -> None:
     spec = ExperimentSpec.from_json(SYNTHETIC)
     points = tuple(
-        Point(id=i, suggestion_id=None, created=0.0, task=p["task"],
-              cost=spec.task_cost(p["task"]), failed=False, assignments=p["assignments"],
-              values={"loss": p["value"]})
-        for i, p in enumerate(synthetic_points(200)))
+        Point(
+            id=i,
+            suggestion_id=None,
+            created=0.0,
+            task=p["task"],
+            cost=spec.task_cost(p["task"]),
+            failed=False,
+            assignments=p["assignments"],
+            values={"loss": p["value"]},
+        )
+        for i, p in enumerate(synthetic_points(200))
+    )
     data = Dataset(spec=spec, metric=spec.metrics[0], points=points)
 
     full = parameter_importance(data, "full")
@@ -75,11 +85,23 @@ def test_importance_ranks_the_dominant_parameter_first_and_the_irrelevant_last()
 
 def test_importance_needs_enough_observations_and_a_varying_metric() -> None:
     spec = ExperimentSpec.from_json(SYNTHETIC)
-    few = Dataset(spec=spec, metric=spec.metrics[0], points=tuple(
-        Point(id=i, suggestion_id=None, created=0.0, task="full" if i < 3 else "cheap",
-              cost=1.0 if i < 3 else 0.25, failed=False, assignments=p["assignments"],
-              values={"loss": 1.0})
-        for i, p in enumerate(synthetic_points(8))))
+    few = Dataset(
+        spec=spec,
+        metric=spec.metrics[0],
+        points=tuple(
+            Point(
+                id=i,
+                suggestion_id=None,
+                created=0.0,
+                task="full" if i < 3 else "cheap",
+                cost=1.0 if i < 3 else 0.25,
+                failed=False,
+                assignments=p["assignments"],
+                values={"loss": 1.0},
+            )
+            for i, p in enumerate(synthetic_points(8))
+        ),
+    )
     assert parameter_importance(few, "full")["data"] == []
     assert "at least" in parameter_importance(few, "full")["message"]
     constant = parameter_importance(few, "all")  # 8 points, all the same value
@@ -102,10 +124,14 @@ def _experiment(client: FlaskClient, auth: dict[str, str], body: dict[str, Any])
     return str(response.json["id"])
 
 
-def _observe(client: FlaskClient, auth: dict[str, str], eid: str,
-             observations: list[dict[str, Any]]) -> None:
-    response = client.post(f"/v1/experiments/{eid}/observations/batch",
-                           json={"observations": observations}, headers=auth)
+def _observe(
+    client: FlaskClient, auth: dict[str, str], eid: str, observations: list[dict[str, Any]]
+) -> None:
+    response = client.post(
+        f"/v1/experiments/{eid}/observations/batch",
+        json={"observations": observations},
+        headers=auth,
+    )
     assert response.status_code == 200, response.json
 
 
@@ -129,18 +155,24 @@ def test_importance_endpoint_ranks_parameters(client: FlaskClient, auth: dict[st
     assert unknown.status_code == 400 and "metric" in unknown.json["message"]
 
 
-def test_history_has_cumulative_cost_and_best_full_cost_so_far(client: FlaskClient,
-                                                               auth: dict[str, str]) -> None:
+def test_history_has_cumulative_cost_and_best_full_cost_so_far(
+    client: FlaskClient, auth: dict[str, str]
+) -> None:
     eid = _experiment(client, auth, SYNTHETIC)
     a = {"noise": 0.5, "dominant": 0.5, "minor": 0.5}
-    _observe(client, auth, eid, [
-        {"assignments": a, "task": "cheap", "value": 5.0},
-        {"assignments": a, "task": "full", "value": 3.0},
-        {"assignments": a, "task": "cheap", "value": 1.0},  # better, but cheap: not "best"
-        {"assignments": a, "task": "full", "value": 2.0},
-        {"assignments": a, "task": "full", "failed": True},
-        {"assignments": a, "task": "full", "value": 2.5},
-    ])
+    _observe(
+        client,
+        auth,
+        eid,
+        [
+            {"assignments": a, "task": "cheap", "value": 5.0},
+            {"assignments": a, "task": "full", "value": 3.0},
+            {"assignments": a, "task": "cheap", "value": 1.0},  # better, but cheap: not "best"
+            {"assignments": a, "task": "full", "value": 2.0},
+            {"assignments": a, "task": "full", "failed": True},
+            {"assignments": a, "task": "full", "value": 2.5},
+        ],
+    )
     history = client.get(f"/v1/experiments/{eid}/analytics/history", headers=auth).json
     assert history["metric"] == "loss" and history["objective"] == "minimize"
     assert history["full_cost_task"] == "full" and history["count"] == 6
@@ -162,19 +194,33 @@ def test_history_has_cumulative_cost_and_best_full_cost_so_far(client: FlaskClie
     assert by_task["full"]["best_value"] == 2.0 and by_task["cheap"]["best_value"] == 1.0
 
 
-def test_task_correlation_over_shared_configurations(client: FlaskClient,
-                                                     auth: dict[str, str]) -> None:
-    body = {**SYNTHETIC, "tasks": [{"name": "tiny", "cost": 0.1}, {"name": "cheap", "cost": 0.25},
-                                   {"name": "full", "cost": 1.0}]}
+def test_task_correlation_over_shared_configurations(
+    client: FlaskClient, auth: dict[str, str]
+) -> None:
+    body = {
+        **SYNTHETIC,
+        "tasks": [
+            {"name": "tiny", "cost": 0.1},
+            {"name": "cheap", "cost": 0.25},
+            {"name": "full", "cost": 1.0},
+        ],
+    }
     eid = _experiment(client, auth, body)
     observations = []
     for i in range(5):
         a = {"noise": 0.1, "dominant": i / 10, "minor": 0.2}
-        observations += [{"assignments": a, "task": "full", "value": float(i)},
-                         {"assignments": a, "task": "cheap", "value": float(i) + 0.5},
-                         {"assignments": a, "task": "tiny", "value": float(-i)}]
-    observations.append({"assignments": {"noise": 0.9, "dominant": 0.9, "minor": 0.9},
-                         "task": "cheap", "value": 7.0})  # seen at one task only
+        observations += [
+            {"assignments": a, "task": "full", "value": float(i)},
+            {"assignments": a, "task": "cheap", "value": float(i) + 0.5},
+            {"assignments": a, "task": "tiny", "value": float(-i)},
+        ]
+    observations.append(
+        {
+            "assignments": {"noise": 0.9, "dominant": 0.9, "minor": 0.9},
+            "task": "cheap",
+            "value": 7.0,
+        }
+    )  # seen at one task only
     _observe(client, auth, eid, observations)
     result = client.get(f"/v1/experiments/{eid}/analytics/task_correlation", headers=auth).json
     assert result["full_cost_task"] == "full"
@@ -189,27 +235,33 @@ def test_task_correlation_over_shared_configurations(client: FlaskClient,
     assert alone["data"] == [] and "single-task" in alone["message"]
 
 
-def test_suggestion_table_joins_runs_states_and_attempts(client: FlaskClient,
-                                                         auth: dict[str, str]) -> None:
+def test_suggestion_table_joins_runs_states_and_attempts(
+    client: FlaskClient, auth: dict[str, str]
+) -> None:
     eid = _experiment(client, auth, SYNTHETIC)
 
     def suggest() -> str:
         return str(client.post(f"/v1/experiments/{eid}/suggestions", headers=auth).json["id"])
 
     def run_of(sid: str) -> str:
-        response = client.post(f"/v1/experiments/{eid}/training_runs", json={"suggestion": sid},
-                               headers=auth)
+        response = client.post(
+            f"/v1/experiments/{eid}/training_runs", json={"suggestion": sid}, headers=auth
+        )
         return str(response.json["id"])
 
     lost, running, observed, deleted, open_ = (suggest() for _ in range(5))
     lost_run = run_of(lost)
     client.put(f"/v1/training_runs/{lost_run}", json={"state": "running"}, headers=SERVICE)
     client.put(f"/v1/training_runs/{lost_run}", json={"new_attempt": True}, headers=SERVICE)
-    client.put(f"/v1/training_runs/{lost_run}", json={"state": "lost", "attempt": 2},
-               headers=SERVICE)
+    client.put(
+        f"/v1/training_runs/{lost_run}", json={"state": "lost", "attempt": 2}, headers=SERVICE
+    )
     client.put(f"/v1/training_runs/{run_of(running)}", json={"state": "running"}, headers=SERVICE)
-    client.post(f"/v1/experiments/{eid}/observations", json={"suggestion": observed, "value": 1.5},
-                headers=auth)
+    client.post(
+        f"/v1/experiments/{eid}/observations",
+        json={"suggestion": observed, "value": 1.5},
+        headers=auth,
+    )
     client.delete(f"/v1/experiments/{eid}/suggestions/{deleted}", headers=auth)
 
     page = client.get(f"/v1/experiments/{eid}/analytics/suggestions", headers=auth).json
@@ -234,19 +286,29 @@ def test_curves_of_one_and_many_runs(client: FlaskClient, auth: dict[str, str]) 
     runs = []
     for r in range(2):
         sid = client.post(f"/v1/experiments/{eid}/suggestions", headers=auth).json["id"]
-        run = client.post(f"/v1/experiments/{eid}/training_runs", json={"suggestion": sid},
-                          headers=auth).json["id"]
+        run = client.post(
+            f"/v1/experiments/{eid}/training_runs", json={"suggestion": sid}, headers=auth
+        ).json["id"]
         for epoch in range(3):
-            client.post(f"/v1/training_runs/{run}/checkpoints", headers=auth, json={
-                "epoch": epoch, "values": [{"name": "loss", "value": 1.0 / (epoch + 1 + r)},
-                                           {"name": "acc", "value": epoch / 3}]})
+            client.post(
+                f"/v1/training_runs/{run}/checkpoints",
+                headers=auth,
+                json={
+                    "epoch": epoch,
+                    "values": [
+                        {"name": "loss", "value": 1.0 / (epoch + 1 + r)},
+                        {"name": "acc", "value": epoch / 3},
+                    ],
+                },
+            )
         runs.append(str(run))
     one = client.get(f"/v1/training_runs/{runs[0]}/analytics/curves", headers=auth).json
     assert one["metrics"] == ["loss", "acc"] and [c["epoch"] for c in one["data"]] == [0, 1, 2]
     assert one["data"][1]["values"] == {"loss": 0.5, "acc": pytest.approx(1 / 3)}
     assert one["run"]["state"] == "queued" and one["run"]["checkpoint_count"] == 3
-    many = client.get("/v1/analytics/curves", query_string={"runs": ",".join(runs[::-1])},
-                      headers=auth).json
+    many = client.get(
+        "/v1/analytics/curves", query_string={"runs": ",".join(runs[::-1])}, headers=auth
+    ).json
     assert [c["training_run"] for c in many["data"]] == runs[::-1]
     bad = client.get("/v1/analytics/curves?runs=1,x", headers=auth)
     assert bad.status_code == 400 and "runs" in bad.json["message"]
@@ -255,8 +317,13 @@ def test_curves_of_one_and_many_runs(client: FlaskClient, auth: dict[str, str]) 
 
 
 def test_observations_csv(client: FlaskClient, auth: dict[str, str]) -> None:
-    body = {**SYNTHETIC, "parameters": [*SYNTHETIC["parameters"], {
-        "name": "kind", "type": "categorical", "categorical_values": ["=cmd()", "plain"]}]}
+    body = {
+        **SYNTHETIC,
+        "parameters": [
+            *SYNTHETIC["parameters"],
+            {"name": "kind", "type": "categorical", "categorical_values": ["=cmd()", "plain"]},
+        ],
+    }
     eid = _experiment(client, auth, body)
     points = synthetic_points(4)
     for i, p in enumerate(points):
@@ -267,18 +334,36 @@ def test_observations_csv(client: FlaskClient, auth: dict[str, str]) -> None:
     assert "attachment" in response.headers["Content-Disposition"]
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     assert len(rows) == 4
-    assert list(rows[0]) == ["id", "created", "suggestion", "task", "cost", "failed", "loss",
-                             "noise", "dominant", "minor", "kind"]
+    assert list(rows[0]) == [
+        "id",
+        "created",
+        "suggestion",
+        "task",
+        "cost",
+        "failed",
+        "loss",
+        "noise",
+        "dominant",
+        "minor",
+        "kind",
+    ]
     assert float(rows[1]["loss"]) == pytest.approx(points[1]["value"])
     assert rows[0]["kind"] == "'=cmd()"  # a spreadsheet would not run it
 
 
-def test_analytics_are_scoped_to_the_client(client: FlaskClient, auth: dict[str, str],
-                                            make_token: Callable[[str], dict[str, str]]) -> None:
+def test_analytics_are_scoped_to_the_client(
+    client: FlaskClient, auth: dict[str, str], make_token: Callable[[str], dict[str, str]]
+) -> None:
     eid = _experiment(client, auth, SYNTHETIC)
     other = make_token("globex")
-    for path in ("summary", "history", "importance", "task_correlation", "suggestions",
-                 "observations.csv"):
+    for path in (
+        "summary",
+        "history",
+        "importance",
+        "task_correlation",
+        "suggestions",
+        "observations.csv",
+    ):
         url = f"/v1/experiments/{eid}/analytics/{path}"
         assert client.get(url, headers=other).status_code == 404, path
         assert client.get(url).status_code == 401, path
@@ -293,9 +378,9 @@ def _csrf(client: FlaskClient) -> str:
     return found.group(1)
 
 
-def test_dashboard_session_reads_but_never_writes(client: FlaskClient, auth: dict[str, str],
-                                                  make_token: Callable[[str], dict[str, str]]
-                                                  ) -> None:
+def test_dashboard_session_reads_but_never_writes(
+    client: FlaskClient, auth: dict[str, str], make_token: Callable[[str], dict[str, str]]
+) -> None:
     eid = _experiment(client, auth, SYNTHETIC)
     url = f"/v1/experiments/{eid}/analytics/history"
     token = auth["Authorization"].removeprefix("Bearer ")
@@ -307,17 +392,20 @@ def test_dashboard_session_reads_but_never_writes(client: FlaskClient, auth: dic
     assert wrong.status_code == 401 and "Invalid value for token" in wrong.get_data(as_text=True)
     assert client.get(url).status_code == 401
 
-    signed_in = client.post("/login", data={"token": token, "csrf": _csrf(client),
-                                            "next": "//evil.example/x"})
+    signed_in = client.post(
+        "/login", data={"token": token, "csrf": _csrf(client), "next": "//evil.example/x"}
+    )
     assert signed_in.status_code == 302 and signed_in.headers["Location"] == "/experiments"
     cookie = client.get_cookie("multitune_session")
     assert cookie is not None and token not in cookie.value and cookie.http_only
     assert client.get(url).status_code == 200  # the cookie is enough for GET
     sid = client.post(f"/v1/experiments/{eid}/suggestions", headers=auth).json["id"]
-    run = client.post(f"/v1/experiments/{eid}/training_runs", json={"suggestion": sid},
-                      headers=auth).json["id"]
-    upload = client.post(f"/v1/training_runs/{run}/files?name=a.txt", data=b"hi",
-                         content_type="text/plain")
+    run = client.post(
+        f"/v1/experiments/{eid}/training_runs", json={"suggestion": sid}, headers=auth
+    ).json["id"]
+    upload = client.post(
+        f"/v1/training_runs/{run}/files?name=a.txt", data=b"hi", content_type="text/plain"
+    )
     assert upload.status_code == 401  # writes need a token, never the cookie
     page = client.get(f"/experiments/{eid}")
     assert page.status_code == 200
@@ -326,8 +414,10 @@ def test_dashboard_session_reads_but_never_writes(client: FlaskClient, auth: dic
     other = make_token("globex")
     client.post("/logout", data={"csrf": _csrf(client)})
     assert client.get(url).status_code == 401
-    client.post("/login", data={"token": other["Authorization"].removeprefix("Bearer "),
-                                "csrf": _csrf(client)})
+    client.post(
+        "/login",
+        data={"token": other["Authorization"].removeprefix("Bearer "), "csrf": _csrf(client)},
+    )
     assert client.get(url).status_code == 404
     assert client.get(f"/experiments/{eid}").status_code == 404
     assert client.get(f"/runs/{run}").status_code == 404

@@ -42,7 +42,9 @@ def test_create_returns_sigopt_shape(experiment: dict[str, Any]) -> None:
         ([{"name": "a", "cost": "0.5"}, {"name": "b", "cost": 1.0}], "tasks[0].cost"),
     ],
 )
-def test_task_rules(client: FlaskClient, auth: dict[str, str], tasks: list[Any], field: str) -> None:
+def test_task_rules(
+    client: FlaskClient, auth: dict[str, str], tasks: list[Any], field: str
+) -> None:
     response = _create(client, auth, tasks=tasks)
     assert response.status_code == 400
     assert field in response.json["message"], response.json
@@ -59,22 +61,41 @@ def test_multitask_needs_a_budget(client: FlaskClient, auth: dict[str, str]) -> 
     [
         ({"name": "p", "type": "int", "bounds": {"min": 0.5, "max": 3}}, "parameters[4].bounds"),
         ({"name": "p", "type": "double", "bounds": {"min": 1, "max": 1}}, "parameters[4].bounds"),
-        ({"name": "p", "type": "double", "bounds": {"min": 0, "max": 1}, "transformation": "log"},
-         "parameters[4].bounds.min"),
-        ({"name": "p", "type": "categorical", "categorical_values": ["a"]},
-         "parameters[4].categorical_values"),
+        (
+            {
+                "name": "p",
+                "type": "double",
+                "bounds": {"min": 0, "max": 1},
+                "transformation": "log",
+            },
+            "parameters[4].bounds.min",
+        ),
+        (
+            {"name": "p", "type": "categorical", "categorical_values": ["a"]},
+            "parameters[4].categorical_values",
+        ),
         ({"name": "p", "type": "double", "grid": [0.1]}, "parameters[4].grid"),
-        ({"name": "p", "type": "double", "bounds": {"min": 0, "max": 1},
-          "prior": {"name": "normal", "mean": 2, "scale": 1}}, "parameters[4].prior.mean"),
+        (
+            {
+                "name": "p",
+                "type": "double",
+                "bounds": {"min": 0, "max": 1},
+                "prior": {"name": "normal", "mean": 2, "scale": 1},
+            },
+            "parameters[4].prior.mean",
+        ),
         ({"name": "p", "type": "double"}, "parameters[4].bounds"),
         ({"name": "x", "type": "double", "bounds": {"min": 0, "max": 1}}, "parameters[4].name"),
         ({"name": "p", "type": "float", "bounds": {"min": 0, "max": 1}}, "parameters[4].type"),
-        ({"name": "p", "type": "double", "bounds": {"min": 0, "max": 1}, "tunable": True},
-         "parameters[4].tunable"),
+        (
+            {"name": "p", "type": "double", "bounds": {"min": 0, "max": 1}, "tunable": True},
+            "parameters[4].tunable",
+        ),
     ],
 )
-def test_parameter_rules(client: FlaskClient, auth: dict[str, str], parameter: dict[str, Any],
-                         field: str) -> None:
+def test_parameter_rules(
+    client: FlaskClient, auth: dict[str, str], parameter: dict[str, Any], field: str
+) -> None:
     response = _create(client, auth, parameters=[*MULTITASK["parameters"], parameter])
     assert response.status_code == 400
     assert field in response.json["message"], response.json
@@ -91,44 +112,81 @@ def test_metric_rules(client: FlaskClient, auth: dict[str, str]) -> None:
 
 
 def test_conditionals_and_linear_constraints_are_validated_and_stored(
-        client: FlaskClient, auth: dict[str, str]) -> None:
+    client: FlaskClient, auth: dict[str, str]
+) -> None:
     parameters = [
         {"name": "a", "type": "double", "bounds": {"min": 0, "max": 1}},
         {"name": "b", "type": "double", "bounds": {"min": 0, "max": 1}},
-        {"name": "depth", "type": "int", "bounds": {"min": 1, "max": 4},
-         "conditions": {"model": ["tree"]}},
+        {
+            "name": "depth",
+            "type": "int",
+            "bounds": {"min": 1, "max": 4},
+            "conditions": {"model": ["tree"]},
+        },
     ]
     conditionals = [{"name": "model", "values": ["tree", "linear"]}]
-    constraints = [{"type": "less_than", "terms": [{"name": "a", "weight": 1},
-                                                    {"name": "b", "weight": 1}], "threshold": 1}]
-    ok = _create(client, auth, parameters=parameters, conditionals=conditionals,
-                 linear_constraints=constraints, tasks=None, observation_budget=None)
+    constraints = [
+        {
+            "type": "less_than",
+            "terms": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1}],
+            "threshold": 1,
+        }
+    ]
+    ok = _create(
+        client,
+        auth,
+        parameters=parameters,
+        conditionals=conditionals,
+        linear_constraints=constraints,
+        tasks=None,
+        observation_budget=None,
+    )
     assert ok.status_code == 200, ok.json
     assert ok.json["conditionals"][0]["values"] == ["tree", "linear"]
     assert ok.json["linear_constraints"][0]["threshold"] == 1
     bad_term = [{"type": "less_than", "terms": [{"name": "depth", "weight": 1}], "threshold": 2}]
-    response = _create(client, auth, parameters=parameters, conditionals=conditionals,
-                       linear_constraints=bad_term, tasks=None)
+    response = _create(
+        client,
+        auth,
+        parameters=parameters,
+        conditionals=conditionals,
+        linear_constraints=bad_term,
+        tasks=None,
+    )
     assert response.status_code == 400
     assert "linear_constraints[0].terms[0].name" in response.json["message"]
     infeasible = [{"type": "greater_than", "terms": [{"name": "a", "weight": 1}], "threshold": 2}]
-    response = _create(client, auth, parameters=parameters, conditionals=conditionals,
-                       linear_constraints=infeasible, tasks=None)
+    response = _create(
+        client,
+        auth,
+        parameters=parameters,
+        conditionals=conditionals,
+        linear_constraints=infeasible,
+        tasks=None,
+    )
     assert response.status_code == 400 and "feasible" in response.json["message"]
     unknown = [{**parameters[2], "conditions": {"model": ["forest"]}}]
-    response = _create(client, auth, parameters=[*parameters[:2], *unknown],
-                       conditionals=conditionals, tasks=None)
+    response = _create(
+        client, auth, parameters=[*parameters[:2], *unknown], conditionals=conditionals, tasks=None
+    )
     assert response.status_code == 400 and "conditions" in response.json["message"]
 
 
-def test_fetch_list_update_delete(client: FlaskClient, auth: dict[str, str],
-                                  experiment: dict[str, Any]) -> None:
+def test_fetch_list_update_delete(
+    client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any]
+) -> None:
     eid = experiment["id"]
     assert client.get(f"/v1/experiments/{eid}", headers=auth).json["name"] == "multitask"
-    update = {"name": "renamed", "observation_budget": 30, "parallel_bandwidth": 3,
-              "metadata": {"owner": "ana"},
-              "parameters": [{**MULTITASK["parameters"][0], "bounds": {"min": 0, "max": 2}},
-                             *MULTITASK["parameters"][1:]]}
+    update = {
+        "name": "renamed",
+        "observation_budget": 30,
+        "parallel_bandwidth": 3,
+        "metadata": {"owner": "ana"},
+        "parameters": [
+            {**MULTITASK["parameters"][0], "bounds": {"min": 0, "max": 2}},
+            *MULTITASK["parameters"][1:],
+        ],
+    }
     response = client.put(f"/v1/experiments/{eid}", json=update, headers=auth)
     assert response.status_code == 200, response.json
     assert response.json["name"] == "renamed" and response.json["observation_budget"] == 30
@@ -136,8 +194,10 @@ def test_fetch_list_update_delete(client: FlaskClient, auth: dict[str, str],
     # immutable: tasks, parameter type
     response = client.put(f"/v1/experiments/{eid}", json={"tasks": []}, headers=auth)
     assert response.status_code == 400 and "tasks" in response.json["message"]
-    changed = [{**MULTITASK["parameters"][0], "type": "int", "bounds": {"min": 0, "max": 2}},
-               *MULTITASK["parameters"][1:]]
+    changed = [
+        {**MULTITASK["parameters"][0], "type": "int", "bounds": {"min": 0, "max": 2}},
+        *MULTITASK["parameters"][1:],
+    ]
     response = client.put(f"/v1/experiments/{eid}", json={"parameters": changed}, headers=auth)
     assert response.status_code == 400 and "parameters[0].type" in response.json["message"]
     page = client.get("/v1/experiments", headers=auth).json
@@ -165,22 +225,26 @@ def test_paging_walks_every_experiment(client: FlaskClient, auth: dict[str, str]
 
 
 def test_a_token_never_sees_another_clients_experiment(
-        client: FlaskClient, make_token: Callable[[str], dict[str, str]],
-        experiment: dict[str, Any]) -> None:
+    client: FlaskClient, make_token: Callable[[str], dict[str, str]], experiment: dict[str, Any]
+) -> None:
     other = make_token("globex")
     eid = experiment["id"]
-    for method, path in [("get", f"/v1/experiments/{eid}"), ("put", f"/v1/experiments/{eid}"),
-                         ("delete", f"/v1/experiments/{eid}"),
-                         ("post", f"/v1/experiments/{eid}/suggestions"),
-                         ("get", f"/v1/experiments/{eid}/observations"),
-                         ("get", f"/v1/experiments/{eid}/best_assignments")]:
+    for method, path in [
+        ("get", f"/v1/experiments/{eid}"),
+        ("put", f"/v1/experiments/{eid}"),
+        ("delete", f"/v1/experiments/{eid}"),
+        ("post", f"/v1/experiments/{eid}/suggestions"),
+        ("get", f"/v1/experiments/{eid}/observations"),
+        ("get", f"/v1/experiments/{eid}/best_assignments"),
+    ]:
         response = getattr(client, method)(path, json={}, headers=other)
         assert response.status_code == 404, (method, path, response.json)
     assert client.get("/v1/experiments", headers=other).json["count"] == 0
 
 
 def test_managed_experiment_names_a_registered_objective(
-        client: FlaskClient, auth: dict[str, str]) -> None:
+    client: FlaskClient, auth: dict[str, str]
+) -> None:
     response = _create(client, auth, objective={"name": "nope", "config": {}})
     assert response.status_code == 400 and "objective.name" in response.json["message"]
     response = _create(client, auth, objective={"name": "augmented_hartmann", "config": {}})

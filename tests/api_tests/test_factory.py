@@ -13,8 +13,12 @@ def test_health_needs_no_token(client: FlaskClient) -> None:
 
 
 def test_every_v1_route_needs_a_token(client: FlaskClient, experiment: dict[str, Any]) -> None:
-    for path in ("/v1/experiments", f"/v1/experiments/{experiment['id']}", "/v1/openapi.json",
-                 f"/v1/experiments/{experiment['id']}/suggestions"):
+    for path in (
+        "/v1/experiments",
+        f"/v1/experiments/{experiment['id']}",
+        "/v1/openapi.json",
+        f"/v1/experiments/{experiment['id']}/suggestions",
+    ):
         response = client.get(path)
         assert response.status_code == 401, path
         assert response.json["status"] == 401 and "token" in response.json["message"]
@@ -25,9 +29,14 @@ def test_basic_auth_username_is_accepted(client: FlaskClient, auth: dict[str, st
 
     token = auth["Authorization"].removeprefix("Bearer ")
     basic = base64.b64encode(f"{token}:".encode()).decode()
-    assert client.get("/v1/experiments", headers={"Authorization": f"Basic {basic}"}).status_code == 200
+    assert (
+        client.get("/v1/experiments", headers={"Authorization": f"Basic {basic}"}).status_code
+        == 200
+    )
     bad = base64.b64encode(b"mt_nope:").decode()
-    assert client.get("/v1/experiments", headers={"Authorization": f"Basic {bad}"}).status_code == 401
+    assert (
+        client.get("/v1/experiments", headers={"Authorization": f"Basic {bad}"}).status_code == 401
+    )
 
 
 def test_unknown_path_and_method(client: FlaskClient, auth: dict[str, str]) -> None:

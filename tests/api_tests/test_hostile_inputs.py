@@ -14,8 +14,24 @@ from flask.testing import FlaskClient
 from tests.api_tests.conftest import MULTITASK
 
 WEIRD_VALUES: list[Any] = [
-    None, True, -1, 0, 2**70, -(2**70), 1e308, -1e-320, "", "x" * 5000, "\u202e\U0001f600",
-    [], [1, 2], {}, {"a": {"b": {"c": []}}}, "1", "NaN", 3.5,
+    None,
+    True,
+    -1,
+    0,
+    2**70,
+    -(2**70),
+    1e308,
+    -1e-320,
+    "",
+    "x" * 5000,
+    "\u202e\U0001f600",
+    [],
+    [1, 2],
+    {},
+    {"a": {"b": {"c": []}}},
+    "1",
+    "NaN",
+    3.5,
 ]
 
 
@@ -44,9 +60,19 @@ def _mutations(body: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 
 
 RAW_BODIES = [
-    b"{", b"[]", b"null", b"42", b'"text"', b'{"name": "a", "name": "b"}', b'{"value": NaN}',
-    b'{"value": Infinity}', b'{"value": -Infinity}', b"\xff\xfe", b'{"name": "a\\u0000"}',
-    b"[" * 10000 + b"]" * 10000, b'{"a":' * 3000 + b"1" + b"}" * 3000,
+    b"{",
+    b"[]",
+    b"null",
+    b"42",
+    b'"text"',
+    b'{"name": "a", "name": "b"}',
+    b'{"value": NaN}',
+    b'{"value": Infinity}',
+    b'{"value": -Infinity}',
+    b"\xff\xfe",
+    b'{"name": "a\\u0000"}',
+    b"[" * 10000 + b"]" * 10000,
+    b'{"a":' * 3000 + b"1" + b"}" * 3000,
     json.dumps({"name": "x" * 200}).encode(),
 ]
 
@@ -59,17 +85,28 @@ def _check(response: Any, description: str) -> None:
         assert body["status"] == response.status_code and body["message"], description
 
 
-def test_malformed_bodies_never_cause_a_5xx(client: FlaskClient, auth: dict[str, str],
-                                            experiment: dict[str, Any]) -> None:
+def test_malformed_bodies_never_cause_a_5xx(
+    client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any]
+) -> None:
     eid = experiment["id"]
     s = client.post(f"/v1/experiments/{eid}/suggestions", headers=auth).json
     point = s["assignments"]
     targets = {
         "/v1/experiments": MULTITASK,
-        f"/v1/experiments/{eid}/observations": {"suggestion": s["id"], "value": 1.0,
-                                                "metadata": {"k": "v"}},
-        f"/v1/experiments/{eid}/observations/batch": {"observations": [
-            {"assignments": point, "task": "short", "values": [{"name": "accuracy", "value": 1}]}]},
+        f"/v1/experiments/{eid}/observations": {
+            "suggestion": s["id"],
+            "value": 1.0,
+            "metadata": {"k": "v"},
+        },
+        f"/v1/experiments/{eid}/observations/batch": {
+            "observations": [
+                {
+                    "assignments": point,
+                    "task": "short",
+                    "values": [{"name": "accuracy", "value": 1}],
+                }
+            ]
+        },
         f"/v1/experiments/{eid}/suggestions": {"assignments": point, "task": "short"},
     }
     rng = random.Random(0)
@@ -80,29 +117,46 @@ def test_malformed_bodies_never_cause_a_5xx(client: FlaskClient, auth: dict[str,
             _check(client.post(path, json=mutated, headers=auth), f"POST {path} {description}")
             sent += 1
         for raw in RAW_BODIES:
-            response = client.post(path, data=raw, headers={**auth, "Content-Type": "application/json"})
+            response = client.post(
+                path, data=raw, headers={**auth, "Content-Type": "application/json"}
+            )
             _check(response, f"POST {path} raw {raw[:30]!r}")
             assert response.status_code >= 400 or path.endswith("suggestions")
             sent += 1
-    for description, mutated in list(_mutations({"name": "n", "observation_budget": 5,
-                                                 "state": "active", "metadata": {"a": 1}}))[:80]:
+    for description, mutated in list(
+        _mutations({"name": "n", "observation_budget": 5, "state": "active", "metadata": {"a": 1}})
+    )[:80]:
         _check(client.put(f"/v1/experiments/{eid}", json=mutated, headers=auth), description)
         sent += 1
-    for query in [{"limit": "x"}, {"limit": 10**9}, {"before": "abc"}, {"after": "-1"},
-                  {"state": "weird"}, {"before": "9" * 40}]:
-        _check(client.get(f"/v1/experiments/{eid}/observations", query_string=query, headers=auth),
-               str(query))
+    for query in [
+        {"limit": "x"},
+        {"limit": 10**9},
+        {"before": "abc"},
+        {"after": "-1"},
+        {"state": "weird"},
+        {"before": "9" * 40},
+    ]:
+        _check(
+            client.get(f"/v1/experiments/{eid}/observations", query_string=query, headers=auth),
+            str(query),
+        )
         sent += 1
-    for path in [f"/v1/experiments/{eid}/suggestions/99999999999999999999",
-                 "/v1/experiments/0", "/v1/experiments/-1", "/v1/training_runs/2147483648",
-                 f"/v1/experiments/{eid}/observations/%00"]:
+    for path in [
+        f"/v1/experiments/{eid}/suggestions/99999999999999999999",
+        "/v1/experiments/0",
+        "/v1/experiments/-1",
+        "/v1/training_runs/2147483648",
+        f"/v1/experiments/{eid}/observations/%00",
+    ]:
         assert client.get(path, headers=auth).status_code == 404, path
         sent += 1
     assert sent >= 200
     # Nothing stored before was lost: the experiment and its suggestion are intact.
     after = client.get(f"/v1/experiments/{eid}", headers=auth).json
     assert after["parameters"] == experiment["parameters"]
-    assert client.get(f"/v1/experiments/{eid}/suggestions/{s['id']}", headers=auth).status_code == 200
+    assert (
+        client.get(f"/v1/experiments/{eid}/suggestions/{s['id']}", headers=auth).status_code == 200
+    )
 
 
 def test_bodies_over_the_limit_get_413(client: FlaskClient, auth: dict[str, str]) -> None:
@@ -119,5 +173,7 @@ def test_field_names_appear_in_messages(client: FlaskClient, auth: dict[str, str
     assert "parameters[1].bounds.max" in message
     body = copy.deepcopy(MULTITASK)
     body["parallel_bandwidth"] = 1.5
-    assert "parallel_bandwidth" in client.post("/v1/experiments", json=body,
-                                               headers=auth).json["message"]
+    assert (
+        "parallel_bandwidth"
+        in client.post("/v1/experiments", json=body, headers=auth).json["message"]
+    )

@@ -8,21 +8,30 @@ from flask.testing import FlaskClient
 
 def _suggestion(client: FlaskClient, auth: dict[str, str], eid: str, task: str) -> dict[str, Any]:
     point = {"x": 0.5, "lr": 0.01, "n": 3, "opt": "adam"}
-    response = client.post(f"/v1/experiments/{eid}/suggestions",
-                           json={"assignments": {**point, "x": hash(task) % 1000 / 1000},
-                                 "task": task}, headers=auth)
+    response = client.post(
+        f"/v1/experiments/{eid}/suggestions",
+        json={"assignments": {**point, "x": hash(task) % 1000 / 1000}, "task": task},
+        headers=auth,
+    )
     assert response.status_code == 200, response.json
     return response.json
 
 
-def _observe(client: FlaskClient, auth: dict[str, str], eid: str, headers: dict[str, str] | None = None,
-             **body: Any) -> Any:
-    return client.post(f"/v1/experiments/{eid}/observations", json=body,
-                       headers={**auth, **(headers or {})})
+def _observe(
+    client: FlaskClient,
+    auth: dict[str, str],
+    eid: str,
+    headers: dict[str, str] | None = None,
+    **body: Any,
+) -> Any:
+    return client.post(
+        f"/v1/experiments/{eid}/observations", json=body, headers={**auth, **(headers or {})}
+    )
 
 
 def test_budget_is_the_sum_of_task_costs_and_best_is_full_cost_only(
-        client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any]) -> None:
+    client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any]
+) -> None:
     eid = experiment["id"]
     cheap = _suggestion(client, auth, eid, "short")
     mid = _suggestion(client, auth, eid, "medium")
@@ -43,8 +52,9 @@ def test_budget_is_the_sum_of_task_costs_and_best_is_full_cost_only(
     assert suggestion["state"] == "closed"
 
 
-def test_a_retried_post_never_double_counts(client: FlaskClient, auth: dict[str, str],
-                                            experiment: dict[str, Any]) -> None:
+def test_a_retried_post_never_double_counts(
+    client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any]
+) -> None:
     eid = experiment["id"]
     s = _suggestion(client, auth, eid, "full")
     first = _observe(client, auth, eid, {"Idempotency-Key": "abc"}, suggestion=s["id"], value=1.0)
@@ -60,8 +70,9 @@ def test_a_retried_post_never_double_counts(client: FlaskClient, auth: dict[str,
     assert second.status_code == 200 and second.json["id"] != first.json["id"]
 
 
-def test_observation_body_rules(client: FlaskClient, auth: dict[str, str],
-                                experiment: dict[str, Any]) -> None:
+def test_observation_body_rules(
+    client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any]
+) -> None:
     eid = experiment["id"]
     s = _suggestion(client, auth, eid, "short")
     point = {"x": 0.5, "lr": 0.01, "n": 3, "opt": "adam"}
@@ -84,29 +95,35 @@ def test_observation_body_rules(client: FlaskClient, auth: dict[str, str],
         response = _observe(client, auth, eid, **body)
         assert response.status_code == 400, (body, response.json)
         assert field in response.json["message"], (body, response.json)
-    assert client.get(f"/v1/experiments/{eid}", headers=auth).json["progress"][
-        "observation_count"] == 0
+    assert (
+        client.get(f"/v1/experiments/{eid}", headers=auth).json["progress"]["observation_count"]
+        == 0
+    )
 
 
-def test_batch_is_all_or_nothing(client: FlaskClient, auth: dict[str, str],
-                                 experiment: dict[str, Any]) -> None:
+def test_batch_is_all_or_nothing(
+    client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any]
+) -> None:
     eid = experiment["id"]
     point = {"x": 0.5, "lr": 0.01, "n": 3, "opt": "adam"}
     good = [{"assignments": {**point, "x": i / 10}, "task": "short", "value": i} for i in range(5)]
     bad = [*good, {"assignments": point, "task": "short"}]
-    response = client.post(f"/v1/experiments/{eid}/observations/batch",
-                           json={"observations": bad}, headers=auth)
+    response = client.post(
+        f"/v1/experiments/{eid}/observations/batch", json={"observations": bad}, headers=auth
+    )
     assert response.status_code == 400 and "observations[5]" in response.json["message"]
     assert client.get(f"/v1/experiments/{eid}/observations", headers=auth).json["count"] == 0
-    response = client.post(f"/v1/experiments/{eid}/observations/batch",
-                           json={"observations": good}, headers=auth)
+    response = client.post(
+        f"/v1/experiments/{eid}/observations/batch", json={"observations": good}, headers=auth
+    )
     assert response.status_code == 200 and response.json["count"] == 5
     progress = client.get(f"/v1/experiments/{eid}", headers=auth).json["progress"]
     assert progress["observation_budget_consumed"] == pytest.approx(5 * 0.25)
 
 
-def test_update_and_delete_keep_counters_right(client: FlaskClient, auth: dict[str, str],
-                                               experiment: dict[str, Any]) -> None:
+def test_update_and_delete_keep_counters_right(
+    client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any]
+) -> None:
     eid = experiment["id"]
     s = _suggestion(client, auth, eid, "medium")
     o = _observe(client, auth, eid, suggestion=s["id"], value=0.3).json
@@ -124,16 +141,25 @@ def test_update_and_delete_keep_counters_right(client: FlaskClient, auth: dict[s
 
 
 def test_two_metric_best_is_the_pareto_front(client: FlaskClient, auth: dict[str, str]) -> None:
-    body = {"name": "two", "parameters": [{"name": "x", "type": "double",
-                                           "bounds": {"min": 0, "max": 1}}],
-            "metrics": [{"name": "a"}, {"name": "b", "objective": "minimize"}],
-            "observation_budget": 10}
+    body = {
+        "name": "two",
+        "parameters": [{"name": "x", "type": "double", "bounds": {"min": 0, "max": 1}}],
+        "metrics": [{"name": "a"}, {"name": "b", "objective": "minimize"}],
+        "observation_budget": 10,
+    }
     eid = client.post("/v1/experiments", json=body, headers=auth).json["id"]
     points = [(0.1, 1.0, 1.0), (0.2, 2.0, 2.0), (0.3, 0.5, 0.5), (0.4, 0.5, 3.0)]
     for x, a, b in points:
-        _observe(client, auth, eid, assignments={"x": x},
-                 values=[{"name": "a", "value": a}, {"name": "b", "value": b}])
+        _observe(
+            client,
+            auth,
+            eid,
+            assignments={"x": x},
+            values=[{"name": "a", "value": a}, {"name": "b", "value": b}],
+        )
     best = client.get(f"/v1/experiments/{eid}/best_assignments", headers=auth).json
     assert sorted(d["assignments"]["x"] for d in best["data"]) == [0.1, 0.2, 0.3]
-    missing = _observe(client, auth, eid, assignments={"x": 0.5}, values=[{"name": "a", "value": 1}])
+    missing = _observe(
+        client, auth, eid, assignments={"x": 0.5}, values=[{"name": "a", "value": 1}]
+    )
     assert missing.status_code == 400 and "missing metric" in missing.json["message"]

@@ -4,8 +4,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 
-def test_document_lists_every_v1_route_with_its_request_schema(app: Flask, client: FlaskClient,
-                                                              auth: dict[str, str]) -> None:
+def test_document_lists_every_v1_route_with_its_request_schema(
+    app: Flask, client: FlaskClient, auth: dict[str, str]
+) -> None:
     doc = client.get("/v1/openapi.json", headers=auth).json
     assert doc["openapi"].startswith("3.")
     documented = {(path, method.upper()) for path, item in doc["paths"].items() for method in item}

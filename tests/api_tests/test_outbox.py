@@ -24,13 +24,20 @@ def _events(redis_client: redis.Redis) -> list[Event]:
     return [Event.from_json(fields[b"event"]) for _, fields in redis_client.xrange(EVENTS_STREAM)]
 
 
-def test_events_survive_until_a_relay_sends_them(app: Flask, client: FlaskClient,
-                                                 auth: dict[str, str], experiment: dict[str, Any],
-                                                 redis_client: redis.Redis) -> None:
+def test_events_survive_until_a_relay_sends_them(
+    app: Flask,
+    client: FlaskClient,
+    auth: dict[str, str],
+    experiment: dict[str, Any],
+    redis_client: redis.Redis,
+) -> None:
     eid = experiment["id"]
     s = client.post(f"/v1/experiments/{eid}/suggestions", headers=auth).json
-    client.post(f"/v1/experiments/{eid}/observations", json={"suggestion": s["id"], "value": 1.0},
-                headers=auth)
+    client.post(
+        f"/v1/experiments/{eid}/observations",
+        json={"suggestion": s["id"], "value": 1.0},
+        headers=auth,
+    )
     # The app's relay is not running (as if the process died right after each commit).
     assert _events(redis_client) == []
     with app.app_context():
@@ -38,16 +45,20 @@ def test_events_survive_until_a_relay_sends_them(app: Flask, client: FlaskClient
     relay = Relay(app.extensions["db_sessionmaker"], redis_client)  # a fresh process's relay
     assert relay.relay_once() == 3
     events = _events(redis_client)
-    assert [e.type for e in events] == ["experiment.created", "suggestion.created",
-                                       "observation.created"]
+    assert [e.type for e in events] == [
+        "experiment.created",
+        "suggestion.created",
+        "observation.created",
+    ]
     assert events[-1].experiment_id == int(eid)
     assert relay.relay_once() == 0
     with app.app_context():
         assert get_session().scalar(select(func.count()).select_from(OutboxEvent)) == 0
 
 
-def test_nothing_is_lost_while_redis_is_unreachable(app: Flask, experiment: dict[str, Any],
-                                                   redis_client: redis.Redis) -> None:
+def test_nothing_is_lost_while_redis_is_unreachable(
+    app: Flask, experiment: dict[str, Any], redis_client: redis.Redis
+) -> None:
     dead = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.2)
     with pytest.raises(redis.ConnectionError):
         Relay(app.extensions["db_sessionmaker"], dead).relay_once()
@@ -57,8 +68,9 @@ def test_nothing_is_lost_while_redis_is_unreachable(app: Flask, experiment: dict
     assert [e.type for e in _events(redis_client)] == ["experiment.created"]
 
 
-def test_relay_thread_delivers_promptly(app: Flask, client: FlaskClient, auth: dict[str, str],
-                                        redis_client: redis.Redis) -> None:
+def test_relay_thread_delivers_promptly(
+    app: Flask, client: FlaskClient, auth: dict[str, str], redis_client: redis.Redis
+) -> None:
     import time
 
     relay = Relay(app.extensions["db_sessionmaker"], redis_client, poll_s=5.0)
@@ -77,17 +89,28 @@ def test_relay_thread_delivers_promptly(app: Flask, client: FlaskClient, auth: d
 
 
 def test_a_pool_hit_records_an_event_only_when_it_empties_the_pool(
-        app: Flask, client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any],
-        redis_client: redis.Redis) -> None:
+    app: Flask,
+    client: FlaskClient,
+    auth: dict[str, str],
+    experiment: dict[str, Any],
+    redis_client: redis.Redis,
+) -> None:
     import json
 
     from shared.names import pool_key
 
     eid = experiment["id"]
     for x in (0.1, 0.2):
-        redis_client.rpush(pool_key(eid), json.dumps({
-            "assignments": {"x": x, "lr": 0.01, "n": 3, "opt": "adam"}, "task": "full",
-            "observation_count": 0}))
+        redis_client.rpush(
+            pool_key(eid),
+            json.dumps(
+                {
+                    "assignments": {"x": x, "lr": 0.01, "n": 3, "opt": "adam"},
+                    "task": "full",
+                    "observation_count": 0,
+                }
+            ),
+        )
 
     def pending_events() -> list[str]:
         with app.app_context():

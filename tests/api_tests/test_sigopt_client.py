@@ -11,8 +11,12 @@ from sigopt.exception import ApiException
 
 from tests.services import Platform
 
-TASKS = [{"name": "10 epochs", "cost": 0.125}, {"name": "20 epochs", "cost": 0.25},
-         {"name": "40 epochs", "cost": 0.5}, {"name": "80 epochs", "cost": 1.0}]
+TASKS = [
+    {"name": "10 epochs", "cost": 0.125},
+    {"name": "20 epochs", "cost": 0.25},
+    {"name": "40 epochs", "cost": 0.5},
+    {"name": "80 epochs", "cost": 1.0},
+]
 
 
 def _objective(assignments: dict, cost: float) -> float:
@@ -52,12 +56,14 @@ def test_sigopt_client_multitask_loop(make_platform: Callable[..., Platform]) ->
         assert suggestion.task.name in costs
         assert 1 <= suggestion.assignments["layers"] <= 4
         if i % 7 == 3:
-            conn.experiments(experiment.id).observations().create(suggestion=suggestion.id,
-                                                                  failed=True)
+            conn.experiments(experiment.id).observations().create(
+                suggestion=suggestion.id, failed=True
+            )
         else:
             value = _objective(suggestion.assignments, suggestion.task.cost)
-            conn.experiments(experiment.id).observations().create(suggestion=suggestion.id,
-                                                                  value=value)
+            conn.experiments(experiment.id).observations().create(
+                suggestion=suggestion.id, value=value
+            )
             if suggestion.task.cost == 1.0:
                 full_cost_values.append(value)
         expected_cost += costs[suggestion.task.name]
@@ -70,8 +76,14 @@ def test_sigopt_client_multitask_loop(make_platform: Callable[..., Platform]) ->
     assert excinfo.value.status_code == 400 and "deleted" in str(excinfo.value)
 
     # Batch observations with explicit assignments and tasks.
-    batch = [dict(assignments=dict(x=0.1 * k, lr=0.01, layers=2, optimizer="sgd"),
-                  task=dict(name="10 epochs"), value=-1.0 - k) for k in range(4)]
+    batch = [
+        dict(
+            assignments=dict(x=0.1 * k, lr=0.01, layers=2, optimizer="sgd"),
+            task=dict(name="10 epochs"),
+            value=-1.0 - k,
+        )
+        for k in range(4)
+    ]
     created = conn.experiments(experiment.id).observations().create_batch(observations=batch)
     assert len(list(created.iterate_pages())) == 4
     expected_cost += 4 * 0.125
@@ -87,9 +99,12 @@ def test_sigopt_client_multitask_loop(make_platform: Callable[..., Platform]) ->
         assert best[0].value == pytest.approx(max(full_cost_values))
     observations = list(conn.experiments(experiment.id).observations().fetch().iterate_pages())
     assert len(observations) == 34 and sum(o.failed for o in observations) == 4
-    suggestions = list(conn.experiments(experiment.id).suggestions().fetch(state="open")
-                       .iterate_pages())
+    suggestions = list(
+        conn.experiments(experiment.id).suggestions().fetch(state="open").iterate_pages()
+    )
     assert suggestions == []
-    sources = [s.to_json().get("source") for s in conn.experiments(experiment.id).suggestions()
-               .fetch(limit=100).iterate_pages()]
+    sources = [
+        s.to_json().get("source")
+        for s in conn.experiments(experiment.id).suggestions().fetch(limit=100).iterate_pages()
+    ]
     assert "pool" in sources  # the suggester's model points were served

@@ -13,8 +13,9 @@ def _suggest(client: FlaskClient, auth: dict[str, str], eid: str, **body: Any) -
     return client.post(f"/v1/experiments/{eid}/suggestions", json=body, headers=auth)
 
 
-def test_initial_design_fits_the_space(client: FlaskClient, auth: dict[str, str],
-                                       experiment: dict[str, Any]) -> None:
+def test_initial_design_fits_the_space(
+    client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any]
+) -> None:
     eid = experiment["id"]
     tasks = []
     seen = set()
@@ -32,8 +33,11 @@ def test_initial_design_fits_the_space(client: FlaskClient, auth: dict[str, str]
 
 
 def test_pool_entries_are_served_first_once_and_only_when_fresh(
-        client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any],
-        redis_client: redis.Redis) -> None:
+    client: FlaskClient,
+    auth: dict[str, str],
+    experiment: dict[str, Any],
+    redis_client: redis.Redis,
+) -> None:
     eid = experiment["id"]
     point = {"x": 0.5, "lr": 0.01, "n": 3, "opt": "adam"}
     stale = {"assignments": {**point, "x": 0.1}, "task": "full", "observation_count": -1}
@@ -48,12 +52,16 @@ def test_pool_entries_are_served_first_once_and_only_when_fresh(
     assert _suggest(client, auth, eid).json["source"] == "design"
 
 
-def test_queued_suggestions_come_first_once(client: FlaskClient, auth: dict[str, str],
-                                            experiment: dict[str, Any]) -> None:
+def test_queued_suggestions_come_first_once(
+    client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any]
+) -> None:
     eid = experiment["id"]
     point = {"x": 0.25, "lr": 0.001, "n": 2, "opt": "sgd"}
-    q = client.post(f"/v1/experiments/{eid}/queued_suggestions",
-                    json={"assignments": point, "task": "full"}, headers=auth)
+    q = client.post(
+        f"/v1/experiments/{eid}/queued_suggestions",
+        json={"assignments": point, "task": "full"},
+        headers=auth,
+    )
     assert q.status_code == 200 and q.json["object"] == "queued_suggestion"
     listed = client.get(f"/v1/experiments/{eid}/queued_suggestions", headers=auth).json
     assert listed["count"] == 1
@@ -61,13 +69,17 @@ def test_queued_suggestions_come_first_once(client: FlaskClient, auth: dict[str,
     assert s["source"] == "queued" and s["assignments"] == point
     assert _suggest(client, auth, eid).json["source"] == "design"
     assert client.get(f"/v1/experiments/{eid}/queued_suggestions", headers=auth).json["count"] == 0
-    bad = client.post(f"/v1/experiments/{eid}/queued_suggestions",
-                      json={"assignments": point, "task": "nope"}, headers=auth)
+    bad = client.post(
+        f"/v1/experiments/{eid}/queued_suggestions",
+        json={"assignments": point, "task": "nope"},
+        headers=auth,
+    )
     assert bad.status_code == 400 and "task" in bad.json["message"]
 
 
-def test_explicit_assignments_are_validated(client: FlaskClient, auth: dict[str, str],
-                                            experiment: dict[str, Any]) -> None:
+def test_explicit_assignments_are_validated(
+    client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any]
+) -> None:
     eid = experiment["id"]
     point = {"x": 0.5, "lr": 0.01, "n": 3, "opt": "adam"}
     ok = _suggest(client, auth, eid, assignments=point, task="short")
@@ -90,30 +102,41 @@ def test_explicit_assignments_are_validated(client: FlaskClient, auth: dict[str,
         assert field in response.json["message"], (field, response.json)
 
 
-def test_list_fetch_update_and_delete(client: FlaskClient, auth: dict[str, str],
-                                      experiment: dict[str, Any]) -> None:
+def test_list_fetch_update_and_delete(
+    client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any]
+) -> None:
     eid = experiment["id"]
     ids = [_suggest(client, auth, eid).json["id"] for _ in range(3)]
     sid = ids[0]
     assert client.get(f"/v1/experiments/{eid}/suggestions/{sid}", headers=auth).json["id"] == sid
-    updated = client.put(f"/v1/experiments/{eid}/suggestions/{sid}",
-                         json={"metadata": {"note": "x"}}, headers=auth)
+    updated = client.put(
+        f"/v1/experiments/{eid}/suggestions/{sid}", json={"metadata": {"note": "x"}}, headers=auth
+    )
     assert updated.json["metadata"] == {"note": "x"}
-    assert client.delete(f"/v1/experiments/{eid}/suggestions/{sid}", headers=auth).status_code == 204
-    listed = client.get(f"/v1/experiments/{eid}/suggestions", query_string={"state": "open"},
-                        headers=auth).json
+    assert (
+        client.delete(f"/v1/experiments/{eid}/suggestions/{sid}", headers=auth).status_code == 204
+    )
+    listed = client.get(
+        f"/v1/experiments/{eid}/suggestions", query_string={"state": "open"}, headers=auth
+    ).json
     assert listed["count"] == 2 and sid not in [s["id"] for s in listed["data"]]
-    response = client.post(f"/v1/experiments/{eid}/observations",
-                           json={"suggestion": sid, "value": 1.0}, headers=auth)
+    response = client.post(
+        f"/v1/experiments/{eid}/observations", json={"suggestion": sid, "value": 1.0}, headers=auth
+    )
     assert response.status_code == 400
     assert "deleted" in response.json["message"] and "suggestion" in response.json["message"]
-    assert client.delete(f"/v1/experiments/{eid}/suggestions", query_string={"state": "open"},
-                         headers=auth).status_code == 204
+    assert (
+        client.delete(
+            f"/v1/experiments/{eid}/suggestions", query_string={"state": "open"}, headers=auth
+        ).status_code
+        == 204
+    )
     assert client.get(f"/v1/experiments/{eid}/suggestions", headers=auth).json["count"] == 0
 
 
 def test_empty_pool_after_the_design_waits_then_falls_back(
-        client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any]) -> None:
+    client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any]
+) -> None:
     eid = experiment["id"]
     sources = [_suggest(client, auth, eid).json["source"] for _ in range(12)]
     design = sources.count("design")
@@ -122,15 +145,22 @@ def test_empty_pool_after_the_design_waits_then_falls_back(
 
 
 def test_a_queued_suggestion_goes_before_the_pool_and_the_pool_entry_is_kept(
-        client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any],
-        redis_client: redis.Redis) -> None:
+    client: FlaskClient,
+    auth: dict[str, str],
+    experiment: dict[str, Any],
+    redis_client: redis.Redis,
+) -> None:
     eid = experiment["id"]
     pooled = {"x": 0.7, "lr": 0.02, "n": 5, "opt": "sgd"}
-    redis_client.rpush(pool_key(eid), json.dumps({"assignments": pooled, "task": "short",
-                                                  "observation_count": 0}))
+    redis_client.rpush(
+        pool_key(eid), json.dumps({"assignments": pooled, "task": "short", "observation_count": 0})
+    )
     queued = {"x": 0.3, "lr": 0.002, "n": 1, "opt": "adam"}
-    client.post(f"/v1/experiments/{eid}/queued_suggestions",
-                json={"assignments": queued, "task": "full"}, headers=auth)
+    client.post(
+        f"/v1/experiments/{eid}/queued_suggestions",
+        json={"assignments": queued, "task": "full"},
+        headers=auth,
+    )
     first = _suggest(client, auth, eid).json
     second = _suggest(client, auth, eid).json
     assert (first["source"], first["assignments"]) == ("queued", queued)

@@ -12,54 +12,79 @@ SERVICE = {"Authorization": "Bearer service-secret"}
 def run(client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any]) -> dict[str, Any]:
     eid = experiment["id"]
     s = client.post(f"/v1/experiments/{eid}/suggestions", headers=auth).json
-    response = client.post(f"/v1/experiments/{eid}/training_runs", json={"suggestion": s["id"]},
-                           headers=auth)
+    response = client.post(
+        f"/v1/experiments/{eid}/training_runs", json={"suggestion": s["id"]}, headers=auth
+    )
     assert response.status_code == 200, response.json
     return response.json
 
 
-def test_create_is_idempotent_per_suggestion(client: FlaskClient, auth: dict[str, str],
-                                             run: dict[str, Any]) -> None:
-    again = client.post(f"/v1/experiments/{run['experiment']}/training_runs",
-                        json={"suggestion": run["suggestion"]}, headers=auth).json
+def test_create_is_idempotent_per_suggestion(
+    client: FlaskClient, auth: dict[str, str], run: dict[str, Any]
+) -> None:
+    again = client.post(
+        f"/v1/experiments/{run['experiment']}/training_runs",
+        json={"suggestion": run["suggestion"]},
+        headers=auth,
+    ).json
     assert again["id"] == run["id"]
     assert run["state"] == "queued" and run["attempt"] == 1 and run["checkpoint_count"] == 0
     listed = client.get(f"/v1/experiments/{run['experiment']}/training_runs", headers=auth).json
     assert listed["count"] == 1
 
 
-def test_claim_heartbeat_and_attempt_fencing(client: FlaskClient, auth: dict[str, str],
-                                             run: dict[str, Any]) -> None:
+def test_claim_heartbeat_and_attempt_fencing(
+    client: FlaskClient, auth: dict[str, str], run: dict[str, Any]
+) -> None:
     path = f"/v1/training_runs/{run['id']}"
-    claimed = client.put(path, json={"state": "running", "attempt": 1, "worker": "w1",
-                                     "heartbeat": True}, headers=SERVICE)
+    claimed = client.put(
+        path,
+        json={"state": "running", "attempt": 1, "worker": "w1", "heartbeat": True},
+        headers=SERVICE,
+    )
     assert claimed.status_code == 200 and claimed.json["state"] == "running"
     assert claimed.json["heartbeat"] is not None and claimed.json["started"] is not None
-    second = client.put(path, json={"state": "running", "attempt": 1, "worker": "w2"}, headers=auth)
+    second = client.put(
+        path, json={"state": "running", "attempt": 1, "worker": "w2"}, headers=auth
+    )
     assert second.status_code == 409 and "another worker" in second.json["message"]
     bumped = client.put(path, json={"new_attempt": True, "attempt": 1}, headers=auth).json
     assert bumped["attempt"] == 2 and bumped["state"] == "queued"
     late = client.put(path, json={"heartbeat": True, "attempt": 1}, headers=auth)
     assert late.status_code == 409 and "attempt" in late.json["message"]
-    late_checkpoint = client.post(f"{path}/checkpoints", json={
-        "attempt": 1, "values": [{"name": "loss", "value": 1.0}]}, headers=auth)
+    late_checkpoint = client.post(
+        f"{path}/checkpoints",
+        json={"attempt": 1, "values": [{"name": "loss", "value": 1.0}]},
+        headers=auth,
+    )
     assert late_checkpoint.status_code == 409
     done = client.put(path, json={"state": "completed", "attempt": 2}, headers=auth).json
     assert done["finished"] is True and done["completed"] is not None
 
 
-def test_thousands_of_checkpoints_are_kept_and_paged(database_url: str, client: FlaskClient,
-                                                     auth: dict[str, str],
-                                                     run: dict[str, Any]) -> None:
+def test_thousands_of_checkpoints_are_kept_and_paged(
+    database_url: str, client: FlaskClient, auth: dict[str, str], run: dict[str, Any]
+) -> None:
     """More than 10,000 on SQLite; PostgreSQL checks the same paging on fewer (suite time)."""
     path = f"/v1/training_runs/{run['id']}/checkpoints"
     total = 10_050 if database_url.startswith("sqlite") else 1_500
     for epoch in range(total):
-        response = client.post(path, json={"epoch": epoch, "values": [
-            {"name": "val_top1", "value": epoch / total}, {"name": "loss", "value": 1 - epoch / total}]},
-            headers=auth)
+        response = client.post(
+            path,
+            json={
+                "epoch": epoch,
+                "values": [
+                    {"name": "val_top1", "value": epoch / total},
+                    {"name": "loss", "value": 1 - epoch / total},
+                ],
+            },
+            headers=auth,
+        )
         assert response.status_code == 200
-    assert client.get(f"/v1/training_runs/{run['id']}", headers=auth).json["checkpoint_count"] == total
+    assert (
+        client.get(f"/v1/training_runs/{run['id']}", headers=auth).json["checkpoint_count"]
+        == total
+    )
     epochs: list[int] = []
     params: dict[str, Any] = {"limit": 1000}
     while True:
@@ -72,11 +97,15 @@ def test_thousands_of_checkpoints_are_kept_and_paged(database_url: str, client: 
     assert epochs == list(range(total))[::-1]
 
 
-def test_runs_are_private_to_their_client(client: FlaskClient, make_token: Any,
-                                          run: dict[str, Any]) -> None:
+def test_runs_are_private_to_their_client(
+    client: FlaskClient, make_token: Any, run: dict[str, Any]
+) -> None:
     other = make_token("globex")
     assert client.get(f"/v1/training_runs/{run['id']}", headers=other).status_code == 404
-    response = client.post(f"/v1/training_runs/{run['id']}/checkpoints",
-                           json={"values": [{"name": "x", "value": 1}]}, headers=other)
+    response = client.post(
+        f"/v1/training_runs/{run['id']}/checkpoints",
+        json={"values": [{"name": "x", "value": 1}]},
+        headers=other,
+    )
     assert response.status_code == 404
     assert client.get(f"/v1/training_runs/{run['id']}", headers=SERVICE).status_code == 200

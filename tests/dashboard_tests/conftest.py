@@ -46,8 +46,13 @@ def browser() -> Iterator[Browser]:
 def site(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterator[Site]:
     """The live platform (API, suggester, one worker) with both experiments created."""
     redis.Redis.from_url(redis_url).flushdb()
-    platform = Platform(tmp_path_factory.mktemp("dashboard"), redis_url, run_lease_s="10",
-                        heartbeat_s="1", max_attempts="3")
+    platform = Platform(
+        tmp_path_factory.mktemp("dashboard"),
+        redis_url,
+        run_lease_s="10",
+        heartbeat_s="1",
+        max_attempts="3",
+    )
     try:
         yield start_site(platform)
     finally:
@@ -71,8 +76,10 @@ def tab(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Callable[[
         page = context.new_page()
         page.set_default_timeout(20_000)
         t = Tab(page)
-        page.on("console", lambda m: t.errors.append(f"console: {m.text}")
-                if m.type == "error" else None)
+        page.on(
+            "console",
+            lambda m: t.errors.append(f"console: {m.text}") if m.type == "error" else None,
+        )
         page.on("pageerror", lambda e: t.errors.append(f"pageerror: {e}"))
         opened.append(t)
         return t

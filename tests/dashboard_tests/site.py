@@ -21,22 +21,39 @@ from tests.services import HARTMANN
 from tests.services import Platform
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 VIEWPORT = {"width": 1280, "height": 800}
 
-MANAGED = {**HARTMANN, "observation_budget": 2, "parallel_bandwidth": 2,
-           "objective": {"name": "augmented_hartmann",
-                         "config": {"sleep_per_cost": 0.5, "max_epochs": 8}}}
+MANAGED = {
+    **HARTMANN,
+    "observation_budget": 2,
+    "parallel_bandwidth": 2,
+    "objective": {
+        "name": "augmented_hartmann",
+        "config": {"sleep_per_cost": 0.5, "max_epochs": 8},
+    },
+}
 
 SYNTHETIC = {
     "name": "synthetic importance",
-    "parameters": [{"name": "dominant", "type": "double", "bounds": {"min": 0, "max": 1}},
-                   {"name": "minor", "type": "double", "bounds": {"min": 0.001, "max": 1},
-                    "transformation": "log"},
-                   {"name": "irrelevant", "type": "categorical",
-                    "categorical_values": ["a", "b", "c"]}],
+    "parameters": [
+        {"name": "dominant", "type": "double", "bounds": {"min": 0, "max": 1}},
+        {
+            "name": "minor",
+            "type": "double",
+            "bounds": {"min": 0.001, "max": 1},
+            "transformation": "log",
+        },
+        {"name": "irrelevant", "type": "categorical", "categorical_values": ["a", "b", "c"]},
+    ],
     "metrics": [{"name": "loss", "objective": "minimize"}],
     "tasks": [{"name": "cheap", "cost": 0.25}, {"name": "full", "cost": 1.0}],
     "observation_budget": 30,
@@ -59,8 +76,9 @@ def synthetic_observations(n: int = 40, shared: int = 10, seed: int = 3) -> list
         loss = 4 * (dominant - 0.3) ** 2 + 0.3 * math.log10(minor) / -3
         tasks = ["cheap", "full"] if i < shared else [("cheap", "full")[i % 2]]
         for task in tasks:
-            out.append({"assignments": a, "task": task,
-                        "value": loss + (0.2 if task == "cheap" else 0.0)})
+            out.append(
+                {"assignments": a, "task": task, "value": loss + (0.2 if task == "cheap" else 0.0)}
+            )
     return out
 
 
@@ -72,7 +90,7 @@ def png_plot(values: list[float], width: int = 320, height: int = 180) -> bytes:
 
     def put(x: int, y: int) -> None:
         if 0 <= x < width and 0 <= y < height:
-            pixels[(y * width + x) * 3:(y * width + x) * 3 + 3] = b"\x2f\x6f\xb0"
+            pixels[(y * width + x) * 3 : (y * width + x) * 3 + 3] = b"\x2f\x6f\xb0"
 
     for x in range(width):
         t = x / (width - 1) * (len(values) - 1)
@@ -81,16 +99,25 @@ def png_plot(values: list[float], width: int = 320, height: int = 180) -> bytes:
         y = int((1 - (v - lo) / span) * (height - 20)) + 10
         for dy in (-1, 0, 1):
             put(x, y + dy)
-    rows = b"".join(b"\x00" + bytes(pixels[r * width * 3:(r + 1) * width * 3])
-                    for r in range(height))
+    rows = b"".join(
+        b"\x00" + bytes(pixels[r * width * 3 : (r + 1) * width * 3]) for r in range(height)
+    )
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows, 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 @dataclass
@@ -111,10 +138,13 @@ class Site:
         return ApiClient(self.url, token or self.token, retry_for_s=30)
 
     def upload(self, run_id: str, name: str, content_type: str, data: bytes) -> dict[str, Any]:
-        response = requests.post(f"{self.url}/v1/training_runs/{run_id}/files",
-                                 params={"name": name}, data=data, timeout=30,
-                                 headers={"Content-Type": content_type,
-                                          "Authorization": f"Bearer {self.token}"})
+        response = requests.post(
+            f"{self.url}/v1/training_runs/{run_id}/files",
+            params={"name": name},
+            data=data,
+            timeout=30,
+            headers={"Content-Type": content_type, "Authorization": f"Bearer {self.token}"},
+        )
         response.raise_for_status()
         result: dict[str, Any] = response.json()
         return result
@@ -132,11 +162,13 @@ def start_site(platform: Platform, workers: int = 1, budget: float | None = None
     definition = {**MANAGED, **({"observation_budget": budget} if budget else {})}
     managed = str(api.post("/experiments", definition)["id"])
     synthetic = str(api.post("/experiments", SYNTHETIC)["id"])
-    api.post(f"/experiments/{synthetic}/observations/batch",
-             {"observations": synthetic_observations()})
+    api.post(
+        f"/experiments/{synthetic}/observations/batch", {"observations": synthetic_observations()}
+    )
     api.put(f"/experiments/{synthetic}", {"state": "completed"})
-    return Site(platform=platform, token=token, other_token=other, managed=managed,
-                synthetic=synthetic)
+    return Site(
+        platform=platform, token=token, other_token=other, managed=managed, synthetic=synthetic
+    )
 
 
 def finished(site: Site) -> bool:

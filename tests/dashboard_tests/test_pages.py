@@ -20,8 +20,17 @@ from tests.services import wait_for
 
 pytestmark = pytest.mark.slow
 
-RUN_STATES = {"open", "queued", "running", "completed", "failed", "lost", "stopped", "observed",
-              "deleted"}
+RUN_STATES = {
+    "open",
+    "queued",
+    "running",
+    "completed",
+    "failed",
+    "lost",
+    "stopped",
+    "observed",
+    "deleted",
+}
 
 
 @pytest.fixture()
@@ -50,8 +59,9 @@ def _history(site: Site, eid: str) -> dict[str, Any]:
     return result
 
 
-def test_experiment_page_refreshes_while_the_experiment_runs(site: Site,
-                                                             tab: Callable[[], Tab]) -> None:
+def test_experiment_page_refreshes_while_the_experiment_runs(
+    site: Site, tab: Callable[[], Tab]
+) -> None:
     t = tab()
     sign_in(t.page, site, path=f"/experiments/{site.managed}")
     t.page.wait_for_selector("#history[data-state=ready]")
@@ -60,15 +70,19 @@ def test_experiment_page_refreshes_while_the_experiment_runs(site: Site,
     drawn = int(t.page.get_attribute("#history", "data-count") or 0)
     wait_for(lambda: finished(site), 300, "the managed experiment to finish", site.platform)
     # No reload: the page polls the summary and redraws when observations arrive.
-    _until(t, f"Number(document.getElementById('observation-count').textContent) > {first}"
-              f" && Number(document.getElementById('history').dataset.count) > {drawn}")
+    _until(
+        t,
+        f"Number(document.getElementById('observation-count').textContent) > {first}"
+        f" && Number(document.getElementById('history').dataset.count) > {drawn}",
+    )
     _until(t, "document.querySelector('main').dataset.state === 'completed'")
     assert t.page.text_content("#state") == "completed"
     assert t.errors == []
 
 
-def test_experiment_page_draws_every_observation(done: Site, tab: Callable[[], Tab],
-                                                 tmp_path: Path) -> None:
+def test_experiment_page_draws_every_observation(
+    done: Site, tab: Callable[[], Tab], tmp_path: Path
+) -> None:
     site = done
     history = _history(site, site.managed)
     valued = [e for e in history["data"] if e["value"] is not None]
@@ -117,7 +131,8 @@ def test_importance_correlation_and_brushing(site: Site, tab: Callable[[], Tab])
     t.page.wait_for_selector("#importance[data-state=ready]")
 
     labels = t.page.locator("#importance svg rect.bar").evaluate_all(
-        "bars => bars.map(b => b.dataset.label)")
+        "bars => bars.map(b => b.dataset.label)"
+    )
     assert labels == ["dominant", "dominant", "minor", "minor", "irrelevant", "irrelevant"]
     assert "ExtraTreesRegressor" in (t.page.text_content("#importance-method") or "")
     assert _count(t, "#correlation-table tbody tr") == 1
@@ -153,8 +168,12 @@ def test_run_page_shows_curves_files_and_heartbeat(done: Site, tab: Callable[[],
     runs = list(api.iterate(f"/experiments/{site.managed}/training_runs"))
     run = max(runs, key=lambda r: r["checkpoint_count"])
     curves = api.get(f"/training_runs/{run['id']}/analytics/curves")
-    image = site.upload(run["id"], "value.png", "image/png",
-                        png_plot([c["values"]["value"] for c in curves["data"]]))
+    image = site.upload(
+        run["id"],
+        "value.png",
+        "image/png",
+        png_plot([c["values"]["value"] for c in curves["data"]]),
+    )
     table = site.upload(run["id"], "curve.csv", "text/csv", b"epoch,value\n1,0.5\n")
     t = tab()
     sign_in(t.page, site, path=f"/runs/{run['id']}")
@@ -170,8 +189,11 @@ def test_run_page_shows_curves_files_and_heartbeat(done: Site, tab: Callable[[],
     assert "s ago" in (t.page.text_content("#heartbeat") or "")
     assert _count(t, "#assignments tbody tr") == 6
 
-    _until(t, "document.querySelector('#files img').complete"
-              " && document.querySelector('#files img').naturalWidth > 0")
+    _until(
+        t,
+        "document.querySelector('#files img').complete"
+        " && document.querySelector('#files img').naturalWidth > 0",
+    )
     assert t.page.evaluate("document.querySelector('#files img').naturalWidth") == 320
     link = t.page.locator(f"#files li[data-file='{table['id']}'] a")
     assert link.get_attribute("download") is not None
@@ -229,9 +251,14 @@ def test_another_clients_pages_are_not_found(done: Site, tab: Callable[[], Tab])
     t = tab()
     sign_in(t.page, site, token=site.other_token)
     assert _count(t, "#experiments tbody tr[data-id]") == 0
-    for path in (f"/experiments/{site.managed}", f"/runs/{run['id']}",
-                 f"/compare?runs={run['id']}", f"/compare?experiments={site.synthetic}",
-                 upload["url"], f"/v1/experiments/{site.managed}/analytics/history"):
+    for path in (
+        f"/experiments/{site.managed}",
+        f"/runs/{run['id']}",
+        f"/compare?runs={run['id']}",
+        f"/compare?experiments={site.synthetic}",
+        upload["url"],
+        f"/v1/experiments/{site.managed}/analytics/history",
+    ):
         response = t.page.goto(f"{site.url}{path}")
         assert response is not None and response.status == 404, path
         assert "acme only" not in t.page.content()

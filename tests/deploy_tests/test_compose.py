@@ -19,8 +19,15 @@ def _compose() -> dict:
 
 def test_compose_has_every_service_with_health_and_gpu_settings() -> None:
     services = _compose()["services"]
-    assert {"redis", "postgres", "api", "suggester", "gpu-worker-0", "cpu-worker",
-            "flower"} <= set(services)
+    assert {
+        "redis",
+        "postgres",
+        "api",
+        "suggester",
+        "gpu-worker-0",
+        "cpu-worker",
+        "flower",
+    } <= set(services)
     assert "--appendonly" in services["redis"]["command"]
     assert "healthcheck" in services["redis"] and "healthcheck" in services["postgres"]
     assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])

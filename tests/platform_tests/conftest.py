@@ -37,7 +37,8 @@ def check_finished_experiment(api: ApiClient, eid: str) -> dict[str, Any]:
     runs = list(api.iterate(f"/experiments/{eid}/training_runs"))
     assert all(r["finished"] for r in runs), [r["state"] for r in runs]
     assert {r["suggestion"] for r in runs if r["state"] in ("completed", "failed", "lost")} == set(
-        per_suggestion)
+        per_suggestion
+    )
     best = api.get(f"/experiments/{eid}/best_assignments")["data"]
     full_cost = [o for o in observations if o["task"]["cost"] == 1.0 and not o["failed"]]
     if full_cost:

@@ -15,9 +15,15 @@ from tests.services import wait_for
 
 pytestmark = pytest.mark.slow
 
-SLOW = {**HARTMANN, "observation_budget": 6, "parallel_bandwidth": 2,
-        "objective": {"name": "augmented_hartmann",
-                      "config": {"sleep_per_cost": 16.0, "max_epochs": 16}}}
+SLOW = {
+    **HARTMANN,
+    "observation_budget": 6,
+    "parallel_bandwidth": 2,
+    "objective": {
+        "name": "augmented_hartmann",
+        "config": {"sleep_per_cost": 16.0, "max_epochs": 16},
+    },
+}
 
 
 def test_pause_resume_and_stop(live: Platform) -> None:
@@ -32,8 +38,12 @@ def test_pause_resume_and_stop(live: Platform) -> None:
         params = {"state": state} if state else {}
         return list(api.iterate(f"/experiments/{eid}/training_runs", **params))
 
-    wait_for(lambda: [r for r in runs("running") if r["checkpoint_count"] >= 1], 120,
-             "runs to be training", live)
+    wait_for(
+        lambda: [r for r in runs("running") if r["checkpoint_count"] >= 1],
+        120,
+        "runs to be training",
+        live,
+    )
     api.put(f"/experiments/{eid}", {"state": "paused"})
     paused_at = time.monotonic()
     wait_for(lambda: not runs("running") and not runs("queued"), 30, "runs to stop", live)
@@ -45,16 +55,32 @@ def test_pause_resume_and_stop(live: Platform) -> None:
     assert len(runs()) == count  # nothing new is scheduled while paused
 
     api.put(f"/experiments/{eid}", {"state": "active"})
-    resumed = wait_for(lambda: [r for r in runs("running")
-                                if r["id"] in {p["id"] for p in paused} and r["attempt"] == 2],
-                       60, "paused runs to resume with a new attempt", live)
+    resumed = wait_for(
+        lambda: [
+            r
+            for r in runs("running")
+            if r["id"] in {p["id"] for p in paused} and r["attempt"] == 2
+        ],
+        60,
+        "paused runs to resume with a new attempt",
+        live,
+    )
     checkpoints = list(api.iterate(f"/training_runs/{resumed[0]['id']}/checkpoints"))
     before = {c["epoch"] for c in checkpoints if c["attempt"] == 1}
-    wait_for(lambda: any(c["attempt"] == 2 for c in
-                         api.iterate(f"/training_runs/{resumed[0]['id']}/checkpoints")),
-             60, "the resumed run to report", live)
-    after = {c["epoch"] for c in api.iterate(f"/training_runs/{resumed[0]['id']}/checkpoints")
-             if c["attempt"] == 2}
+    wait_for(
+        lambda: any(
+            c["attempt"] == 2
+            for c in api.iterate(f"/training_runs/{resumed[0]['id']}/checkpoints")
+        ),
+        60,
+        "the resumed run to report",
+        live,
+    )
+    after = {
+        c["epoch"]
+        for c in api.iterate(f"/training_runs/{resumed[0]['id']}/checkpoints")
+        if c["attempt"] == 2
+    }
     assert before and min(after) == max(before) + 1  # continued from its checkpoint
 
     api.put(f"/experiments/{eid}", {"state": "stopped"})

@@ -23,8 +23,10 @@ pytestmark = pytest.mark.slow
 
 BRANIN = {
     "name": "branin via up",
-    "parameters": [{"name": "x1", "type": "double", "bounds": {"min": -5, "max": 10}},
-                   {"name": "x2", "type": "double", "bounds": {"min": 0, "max": 15}}],
+    "parameters": [
+        {"name": "x1", "type": "double", "bounds": {"min": -5, "max": 10}},
+        {"name": "x2", "type": "double", "bounds": {"min": 0, "max": 15}},
+    ],
     "metrics": [{"name": "value", "objective": "minimize"}],
     "tasks": [{"name": "cheap", "cost": 0.25}, {"name": "full", "cost": 1.0}],
     "observation_budget": 4,
@@ -40,22 +42,48 @@ def _port_open(port: int) -> bool:
 
 def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     port, flower_port, dead_redis = free_port(), free_port(), free_port()
-    env = {**os.environ, "MULTITUNE_DATA_DIR": str(tmp_path / "data"),
-           "MULTITUNE_REDIS_URL": f"redis://127.0.0.1:{dead_redis}/0"}
+    env = {
+        **os.environ,
+        "MULTITUNE_DATA_DIR": str(tmp_path / "data"),
+        "MULTITUNE_REDIS_URL": f"redis://127.0.0.1:{dead_redis}/0",
+    }
     env.pop("MULTITUNE_DATABASE_URL", None)
     log = open(tmp_path / "up.log", "wb")  # noqa: SIM115
-    up = subprocess.Popen([sys.executable, "-m", "services.cli", "up", "--port", str(port),
-                           "--workers", "2", "--flower-port", str(flower_port)],
-                          env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    up = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "up",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+            "--flower-port",
+            str(flower_port),
+        ],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s=120, process=up)
-        token = subprocess.run([sys.executable, "-m", "services.cli", "token", "create", "--name",
-                                "acme"], env=env, cwd=REPO, check=True, capture_output=True,
-                               text=True).stdout.strip()
+        token = subprocess.run(
+            [sys.executable, "-m", "services.cli", "token", "create", "--name", "acme"],
+            env=env,
+            cwd=REPO,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         api = ApiClient(f"http://127.0.0.1:{port}", token)
         eid = api.post("/experiments", BRANIN)["id"]
-        wait_for(lambda: api.get(f"/experiments/{eid}")["state"] == "completed", 240,
-                 "the experiment to complete")
+        wait_for(
+            lambda: api.get(f"/experiments/{eid}")["state"] == "completed",
+            240,
+            "the experiment to complete",
+        )
         aof = [p.name for p in (tmp_path / "data" / "redis").iterdir()]
         assert any(name.startswith("appendonly") for name in aof), aof  # private Redis, AOF on
         assert (tmp_path / "data" / "multitune.db").exists()  # embedded SQLite

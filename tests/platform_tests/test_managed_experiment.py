@@ -28,8 +28,12 @@ def test_managed_hartmann_runs_to_completion(live: Platform) -> None:
     _start(live)
     api = client_for(live)
     eid = api.post("/experiments", HARTMANN)["id"]
-    wait_for(lambda: api.get(f"/experiments/{eid}")["state"] == "completed", 300,
-             "the experiment to complete", live)
+    wait_for(
+        lambda: api.get(f"/experiments/{eid}")["state"] == "completed",
+        300,
+        "the experiment to complete",
+        live,
+    )
     experiment = check_finished_experiment(api, eid)
     runs = list(api.iterate(f"/experiments/{eid}/training_runs"))
     assert {r["worker"].split("@")[0] for r in runs} == {"w1", "w2"}  # both workers trained
@@ -44,26 +48,42 @@ def test_a_sigkilled_worker_run_is_retried_and_nothing_is_recorded_twice(live: P
     _start(live)
     api = client_for(live)
     max_epochs = 8
-    body = {**HARTMANN, "observation_budget": 6, "parallel_bandwidth": 2,
-            "objective": {"name": "augmented_hartmann",
-                          "config": {"sleep_per_cost": 8.0, "max_epochs": max_epochs}}}
+    body = {
+        **HARTMANN,
+        "observation_budget": 6,
+        "parallel_bandwidth": 2,
+        "objective": {
+            "name": "augmented_hartmann",
+            "config": {"sleep_per_cost": 8.0, "max_epochs": max_epochs},
+        },
+    }
     eid = api.post("/experiments", body)["id"]
 
     def running_on_w1() -> dict | None:
         """A run on w1 with at least one epoch done and one still to do."""
         for run in api.iterate(f"/experiments/{eid}/training_runs", state="running"):
             epochs = max(1, round(run["task"]["cost"] * max_epochs))
-            if (run["worker"] or "").startswith("w1@") and 1 <= run["checkpoint_count"] < epochs - 1:
+            if (run["worker"] or "").startswith("w1@") and 1 <= run[
+                "checkpoint_count"
+            ] < epochs - 1:
                 return run
         return None
 
     victim = wait_for(running_on_w1, 120, "a run to be mid-way on w1", live)
     live.kill("w1", signal.SIGKILL)
-    retried = wait_for(lambda: api.get(f"/training_runs/{victim['id']}")["attempt"] >= 2, 60,
-                       "the lost run to be retried", live)
+    retried = wait_for(
+        lambda: api.get(f"/training_runs/{victim['id']}")["attempt"] >= 2,
+        60,
+        "the lost run to be retried",
+        live,
+    )
     assert retried
-    wait_for(lambda: api.get(f"/experiments/{eid}")["state"] == "completed", 300,
-             "the experiment to complete", live)
+    wait_for(
+        lambda: api.get(f"/experiments/{eid}")["state"] == "completed",
+        300,
+        "the experiment to complete",
+        live,
+    )
     check_finished_experiment(api, eid)
     run = api.get(f"/training_runs/{victim['id']}")
     assert run["state"] == "completed" and run["worker"].startswith("w2@")
@@ -76,14 +96,27 @@ def test_a_sigkilled_worker_run_is_retried_and_nothing_is_recorded_twice(live: P
 def test_killing_and_restarting_the_suggester_loses_and_duplicates_nothing(live: Platform) -> None:
     _start(live)
     api = client_for(live)
-    body = {**HARTMANN, "objective": {"name": "augmented_hartmann",
-                                      "config": {"sleep_per_cost": 1.0, "max_epochs": 2}}}
+    body = {
+        **HARTMANN,
+        "objective": {
+            "name": "augmented_hartmann",
+            "config": {"sleep_per_cost": 1.0, "max_epochs": 2},
+        },
+    }
     eid = api.post("/experiments", body)["id"]
-    wait_for(lambda: api.get(f"/experiments/{eid}")["progress"]["observation_count"] >= 3, 120,
-             "a few observations", live)
+    wait_for(
+        lambda: api.get(f"/experiments/{eid}")["progress"]["observation_count"] >= 3,
+        120,
+        "a few observations",
+        live,
+    )
     live.kill("suggester", signal.SIGKILL)
     time.sleep(3)  # results arrive while no suggester runs
     live.start("suggester2", "suggester")
-    wait_for(lambda: api.get(f"/experiments/{eid}")["state"] == "completed", 300,
-             "the experiment to complete", live)
+    wait_for(
+        lambda: api.get(f"/experiments/{eid}")["state"] == "completed",
+        300,
+        "the experiment to complete",
+        live,
+    )
     check_finished_experiment(api, eid)

@@ -28,13 +28,16 @@ def branin(assignments: dict, fidelity: float) -> float:
 def random_search_best(seed: int) -> float:
     """Best full-cost value of random search that spends the same budget at full cost."""
     rng = np.random.default_rng(seed)
-    values = [branin({"x1": rng.uniform(-5, 10), "x2": rng.uniform(0, 15)}, 1.0)
-              for _ in range(int(BUDGET))]
+    values = [
+        branin({"x1": rng.uniform(-5, 10), "x2": rng.uniform(0, 15)}, 1.0)
+        for _ in range(int(BUDGET))
+    ]
     return min(values)
 
 
 def test_sequential_loop_is_fresh_and_beats_random_search(
-        make_platform: Callable[..., Platform]) -> None:
+    make_platform: Callable[..., Platform],
+) -> None:
     # A generous wait bound: on a loaded machine a refit can take several seconds, and this
     # test is about never serving a stale or random point, not about refit speed.
     platform = make_platform(suggestion_wait_s="30")
@@ -44,11 +47,16 @@ def test_sequential_loop_is_fresh_and_beats_random_search(
     conn.set_api_url(platform.api_url)
     experiment = conn.experiments().create(
         name="branin multitask",
-        parameters=[dict(name="x1", type="double", bounds=dict(min=-5, max=10)),
-                    dict(name="x2", type="double", bounds=dict(min=0, max=15))],
+        parameters=[
+            dict(name="x1", type="double", bounds=dict(min=-5, max=10)),
+            dict(name="x2", type="double", bounds=dict(min=0, max=15)),
+        ],
         metrics=[dict(name="value", objective="minimize")],
-        tasks=[dict(name="quarter", cost=0.25), dict(name="half", cost=0.5),
-               dict(name="full", cost=1.0)],
+        tasks=[
+            dict(name="quarter", cost=0.25),
+            dict(name="half", cost=0.5),
+            dict(name="full", cost=1.0),
+        ],
         observation_budget=BUDGET,
     )
     spent = 0.0
@@ -57,7 +65,9 @@ def test_sequential_loop_is_fresh_and_beats_random_search(
         suggestion = conn.experiments(experiment.id).suggestions().create()
         sources.append(suggestion.to_json()["source"])
         value = branin(suggestion.assignments, suggestion.task.cost)
-        conn.experiments(experiment.id).observations().create(suggestion=suggestion.id, value=value)
+        conn.experiments(experiment.id).observations().create(
+            suggestion=suggestion.id, value=value
+        )
         spent += suggestion.task.cost
     assert "random" not in sources, sources  # the API waited for fresh model points
     design = sources.index("pool") if "pool" in sources else len(sources)

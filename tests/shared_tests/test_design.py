@@ -10,13 +10,20 @@ from shared.design import sobol_unit
 from shared.space import ExperimentSpec
 from shared.space import assignment_key
 
-MULTITASK = ExperimentSpec.from_json({
-    "parameters": [{"name": f"x{i}", "type": "double", "bounds": {"min": 0, "max": 1}}
-                   for i in range(4)],
-    "tasks": [{"name": "t1", "cost": 0.125}, {"name": "t2", "cost": 0.25},
-              {"name": "t3", "cost": 0.5}, {"name": "full", "cost": 1.0}],
-    "observation_budget": 40,
-})
+MULTITASK = ExperimentSpec.from_json(
+    {
+        "parameters": [
+            {"name": f"x{i}", "type": "double", "bounds": {"min": 0, "max": 1}} for i in range(4)
+        ],
+        "tasks": [
+            {"name": "t1", "cost": 0.125},
+            {"name": "t2", "cost": 0.25},
+            {"name": "t3", "cost": 0.5},
+            {"name": "full", "cost": 1.0},
+        ],
+        "observation_budget": 40,
+    }
+)
 
 
 def test_design_is_deterministic_and_distinct() -> None:
@@ -36,10 +43,19 @@ def test_tasks_lean_cheap_but_cover_the_full_cost_task() -> None:
 
 
 def test_priors_pull_the_design_towards_their_mean() -> None:
-    spec = ExperimentSpec.from_json({"parameters": [
-        {"name": "a", "type": "double", "bounds": {"min": 0, "max": 10},
-         "prior": {"name": "normal", "mean": 8, "scale": 0.5}},
-        {"name": "b", "type": "double", "bounds": {"min": 0, "max": 10}}]})
+    spec = ExperimentSpec.from_json(
+        {
+            "parameters": [
+                {
+                    "name": "a",
+                    "type": "double",
+                    "bounds": {"min": 0, "max": 10},
+                    "prior": {"name": "normal", "mean": 8, "scale": 0.5},
+                },
+                {"name": "b", "type": "double", "bounds": {"min": 0, "max": 10}},
+            ]
+        }
+    )
     unit = sobol_unit(spec, 64, seed=0)
     a = [spec.decode(u)["a"] for u in unit]
     b = [spec.decode(u)["b"] for u in unit]
@@ -47,12 +63,21 @@ def test_priors_pull_the_design_towards_their_mean() -> None:
 
 
 def test_random_points_respect_linear_constraints() -> None:
-    spec = ExperimentSpec.from_json({
-        "parameters": [{"name": "a", "type": "double", "bounds": {"min": 0, "max": 1}},
-                       {"name": "b", "type": "double", "bounds": {"min": 0, "max": 1}}],
-        "linear_constraints": [{"type": "less_than", "terms": [{"name": "a", "weight": 1},
-                                                              {"name": "b", "weight": 1}],
-                                "threshold": 0.3}]})
+    spec = ExperimentSpec.from_json(
+        {
+            "parameters": [
+                {"name": "a", "type": "double", "bounds": {"min": 0, "max": 1}},
+                {"name": "b", "type": "double", "bounds": {"min": 0, "max": 1}},
+            ],
+            "linear_constraints": [
+                {
+                    "type": "less_than",
+                    "terms": [{"name": "a", "weight": 1}, {"name": "b", "weight": 1}],
+                    "threshold": 0.3,
+                }
+            ],
+        }
+    )
     rng = np.random.default_rng(1)
     for _ in range(50):
         a, task = random_point(spec, rng)

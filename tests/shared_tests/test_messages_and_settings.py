@@ -12,24 +12,42 @@ from shared.settings import Settings
 
 
 def test_messages_round_trip_and_reject_other_versions() -> None:
-    request = TrainRequest(experiment_id=1, suggestion_id=2, run_id=3, attempt=2,
-                           objective="augmented_hartmann", config={"a": 1},
-                           assignments={"x": 0.5}, task="full", cost=1.0, metric="value")
+    request = TrainRequest(
+        experiment_id=1,
+        suggestion_id=2,
+        run_id=3,
+        attempt=2,
+        objective="augmented_hartmann",
+        config={"a": 1},
+        assignments={"x": 0.5},
+        task="full",
+        cost=1.0,
+        metric="value",
+    )
     assert TrainRequest.from_json(request.to_json()) == request
-    result = TrainResult(experiment_id=1, suggestion_id=2, run_id=3, attempt=2, failed=True,
-                         reason="boom")
+    result = TrainResult(
+        experiment_id=1, suggestion_id=2, run_id=3, attempt=2, failed=True, reason="boom"
+    )
     assert TrainResult.from_json(result.to_json()) == result
     assert Event.from_json(Event(type="observation.created", experiment_id=4).to_json()).type == (
-        "observation.created")
-    for bad in ('{"schema": 99, "type": "x", "experiment_id": 1}', "not json",
-                '{"schema": 1, "type": "x"}', '{"schema": 1, "type": "x", "experiment_id": 1, "z": 1}'):
+        "observation.created"
+    )
+    for bad in (
+        '{"schema": 99, "type": "x", "experiment_id": 1}',
+        "not json",
+        '{"schema": 1, "type": "x"}',
+        '{"schema": 1, "type": "x", "experiment_id": 1, "z": 1}',
+    ):
         with pytest.raises(MessageError):
             Event.from_json(bad)
 
 
 def test_settings_from_env_with_overrides(tmp_path: Path) -> None:
-    env = {"MULTITUNE_DATA_DIR": str(tmp_path), "MULTITUNE_REDIS_URL": "redis://h:1/2",
-           "MULTITUNE_RUN_LEASE_S": "7"}
+    env = {
+        "MULTITUNE_DATA_DIR": str(tmp_path),
+        "MULTITUNE_REDIS_URL": "redis://h:1/2",
+        "MULTITUNE_RUN_LEASE_S": "7",
+    }
     settings = Settings.from_env(env)
     assert settings.database_url == f"sqlite:///{tmp_path / 'multitune.db'}"
     assert settings.redis_url == "redis://h:1/2" and settings.run_lease_s == 7.0
@@ -44,4 +62,6 @@ def test_service_token_is_created_once_and_shared(tmp_path: Path) -> None:
     first = Settings.from_env(env).resolved_service_token()
     assert first == Settings.from_env(env).resolved_service_token()
     assert (tmp_path / "service_token").stat().st_mode & 0o077 == 0
-    assert Settings.from_env({**env, "MULTITUNE_SERVICE_TOKEN": "x"}).resolved_service_token() == "x"
+    assert (
+        Settings.from_env({**env, "MULTITUNE_SERVICE_TOKEN": "x"}).resolved_service_token() == "x"
+    )

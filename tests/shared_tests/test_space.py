@@ -10,18 +10,34 @@ from shared.space import assignment_key
 DEFINITION = {
     "parameters": [
         {"name": "x", "type": "double", "bounds": {"min": -2, "max": 3}},
-        {"name": "lr", "type": "double", "bounds": {"min": 1e-5, "max": 1}, "transformation": "log"},
+        {
+            "name": "lr",
+            "type": "double",
+            "bounds": {"min": 1e-5, "max": 1},
+            "transformation": "log",
+        },
         {"name": "n", "type": "int", "bounds": {"min": 1, "max": 6}},
-        {"name": "opt", "type": "categorical", "categorical_values": [{"name": "a"}, {"name": "b"},
-                                                                       {"name": "c"}]},
+        {
+            "name": "opt",
+            "type": "categorical",
+            "categorical_values": [{"name": "a"}, {"name": "b"}, {"name": "c"}],
+        },
         {"name": "g", "type": "int", "grid": [8, 2, 32]},
-        {"name": "depth", "type": "int", "bounds": {"min": 1, "max": 4},
-         "conditions": {"model": ["tree"]}},
+        {
+            "name": "depth",
+            "type": "int",
+            "bounds": {"min": 1, "max": 4},
+            "conditions": {"model": ["tree"]},
+        },
     ],
     "conditionals": [{"name": "model", "values": ["tree", "linear"]}],
-    "linear_constraints": [{"type": "less_than", "terms": [{"name": "x", "weight": 1},
-                                                           {"name": "n", "weight": 0.5}],
-                            "threshold": 3}],
+    "linear_constraints": [
+        {
+            "type": "less_than",
+            "terms": [{"name": "x", "weight": 1}, {"name": "n", "weight": 0.5}],
+            "threshold": 3,
+        }
+    ],
     "tasks": [{"name": "cheap", "cost": 0.25}, {"name": "full", "cost": 1}],
 }
 
@@ -33,8 +49,15 @@ def spec() -> ExperimentSpec:
 
 def test_columns_and_lookups(spec: ExperimentSpec) -> None:
     assert [c.name for c in spec.columns] == ["model", "x", "lr", "n", "opt", "g", "depth"]
-    assert [c.kind for c in spec.columns] == ["categorical", "double", "double", "int",
-                                              "categorical", "grid", "int"]
+    assert [c.kind for c in spec.columns] == [
+        "categorical",
+        "double",
+        "double",
+        "int",
+        "categorical",
+        "grid",
+        "int",
+    ]
     assert spec.full_cost_task is not None and spec.full_cost_task.name == "full"
     assert spec.task_cost("cheap") == 0.25 and spec.parameter("g").grid == (2.0, 8.0, 32.0)
 
@@ -60,12 +83,21 @@ def test_encode_decode_round_trip(spec: ExperimentSpec) -> None:
     assert np.isnan(inactive[-1])
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"x": 3.5}, "assignments.x"), ({"n": 2.5}, "assignments.n"), ({"opt": "z"}, "assignments.opt"),
-    ({"g": 4}, "assignments.g"), ({"model": "forest"}, "assignments.model"),
-    ({"x": "1"}, "assignments.x"), ({"x": True}, "assignments.x"), ({"extra": 1}, "assignments.extra"),
-    ({"x": 2.9, "n": 6}, "linear_constraints[0]"), ({"model": "linear"}, "assignments.depth"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"x": 3.5}, "assignments.x"),
+        ({"n": 2.5}, "assignments.n"),
+        ({"opt": "z"}, "assignments.opt"),
+        ({"g": 4}, "assignments.g"),
+        ({"model": "forest"}, "assignments.model"),
+        ({"x": "1"}, "assignments.x"),
+        ({"x": True}, "assignments.x"),
+        ({"extra": 1}, "assignments.extra"),
+        ({"x": 2.9, "n": 6}, "linear_constraints[0]"),
+        ({"model": "linear"}, "assignments.depth"),
+    ],
+)
 def test_validation_names_the_field(spec: ExperimentSpec, change: dict, field: str) -> None:
     a = {"model": "tree", "x": 0.5, "lr": 1e-3, "n": 2, "opt": "c", "g": 8, "depth": 3}
     with pytest.raises(InvalidAssignments) as excinfo:

@@ -32,9 +32,14 @@ def task_correlation(dataset: Dataset) -> dict[str, Any]:
     correlation of their values; plus each shared configuration's values by task."""
     spec = dataset.spec
     full = spec.full_cost_task
-    out: dict[str, Any] = {"object": "task_correlation", "metric": dataset.metric.name,
-                           "full_cost_task": full.name if full else None, "data": [],
-                           "configurations": [], "message": None}
+    out: dict[str, Any] = {
+        "object": "task_correlation",
+        "metric": dataset.metric.name,
+        "full_cost_task": full.name if full else None,
+        "data": [],
+        "configurations": [],
+        "message": None,
+    }
     if full is None:
         out["message"] = "a single-task experiment has no cheap tasks"
         return out
@@ -47,19 +52,30 @@ def task_correlation(dataset: Dataset) -> dict[str, Any]:
         key = assignment_key(p.assignments, None)
         by_config[key][p.task].append(value)
         assignments.setdefault(key, p.assignments)
-    shared = {key: {task: float(np.mean(v)) for task, v in tasks.items()}
-              for key, tasks in by_config.items() if len(tasks) >= 2}
+    shared = {
+        key: {task: float(np.mean(v)) for task, v in tasks.items()}
+        for key, tasks in by_config.items()
+        if len(tasks) >= 2
+    }
     for task in sorted(spec.tasks, key=lambda t: t.cost):
         if task.name == full.name:
             continue
-        pairs = [(v[task.name], v[full.name]) for v in shared.values()
-                 if task.name in v and full.name in v]
-        out["data"].append({
-            "task": task.name, "cost": task.cost, "configurations": len(pairs),
-            "spearman": _rounded(spearman([a for a, _ in pairs], [b for _, b in pairs])),
-        })
-    out["configurations"] = [{"assignments": assignments[key], "values": values}
-                             for key, values in shared.items()]
+        pairs = [
+            (v[task.name], v[full.name])
+            for v in shared.values()
+            if task.name in v and full.name in v
+        ]
+        out["data"].append(
+            {
+                "task": task.name,
+                "cost": task.cost,
+                "configurations": len(pairs),
+                "spearman": _rounded(spearman([a for a, _ in pairs], [b for _, b in pairs])),
+            }
+        )
+    out["configurations"] = [
+        {"assignments": assignments[key], "values": values} for key, values in shared.items()
+    ]
     if not shared:
         out["message"] = "no configuration was observed at more than one task yet"
     return out

@@ -42,37 +42,55 @@ def curves(session: Session, runs: list[TrainingRun]) -> list[dict[str, Any]]:
     points: dict[int, list[dict[str, Any]]] = defaultdict(list)
     if ids:
         rows = session.execute(
-            select(Checkpoint.training_run_id, Checkpoint.epoch, Checkpoint.attempt,
-                   Checkpoint.created, Checkpoint.values)
+            select(
+                Checkpoint.training_run_id,
+                Checkpoint.epoch,
+                Checkpoint.attempt,
+                Checkpoint.created,
+                Checkpoint.values,
+            )
             .where(Checkpoint.training_run_id.in_(ids))
             .order_by(Checkpoint.training_run_id, Checkpoint.id)
         ).tuples()
         for run_id, epoch, attempt, created, values in rows:
-            points[run_id].append({
-                "epoch": epoch if epoch is not None else len(points[run_id]),
-                "attempt": attempt,
-                "created": created,
-                "values": {v.get("name") or "value": v["value"] for v in values or ()},
-            })
+            points[run_id].append(
+                {
+                    "epoch": epoch if epoch is not None else len(points[run_id]),
+                    "attempt": attempt,
+                    "created": created,
+                    "values": {v.get("name") or "value": v["value"] for v in values or ()},
+                }
+            )
     wanted = {r.suggestion_id for r in runs}
-    suggestions = {s.id: s for s in session.scalars(
-        select(Suggestion).where(Suggestion.id.in_(wanted)))} if wanted else {}
+    suggestions = (
+        {s.id: s for s in session.scalars(select(Suggestion).where(Suggestion.id.in_(wanted)))}
+        if wanted
+        else {}
+    )
     out = []
     for run in runs:
         metrics: dict[str, None] = {}
         for point in points[run.id]:
             metrics.update(dict.fromkeys(point["values"]))
-        out.append({"object": "training_curves", "training_run": str(run.id),
-                    "run": run_json(run, suggestions.get(run.suggestion_id)),
-                    "metrics": list(metrics), "data": points[run.id]})
+        out.append(
+            {
+                "object": "training_curves",
+                "training_run": str(run.id),
+                "run": run_json(run, suggestions.get(run.suggestion_id)),
+                "metrics": list(metrics),
+                "data": points[run.id],
+            }
+        )
     return out
 
 
-def scoped_runs(session: Session, principal: Principal,
-                ids: list[int]) -> list[tuple[TrainingRun, Experiment]]:
+def scoped_runs(
+    session: Session, principal: Principal, ids: list[int]
+) -> list[tuple[TrainingRun, Experiment]]:
     """The runs with these ids (in that order) in one query; 404 for the first one missing."""
-    stmt = select(TrainingRun, Experiment).join(Experiment,
-                                                Experiment.id == TrainingRun.experiment_id)
+    stmt = select(TrainingRun, Experiment).join(
+        Experiment, Experiment.id == TrainingRun.experiment_id
+    )
     stmt = stmt.where(TrainingRun.id.in_(ids))
     if not principal.is_service:
         stmt = stmt.where(Experiment.client_id == principal.client_id)

@@ -74,16 +74,31 @@ def load(session: Session, experiment: Experiment, metric: str | None = None) ->
     """Every live observation of ``experiment`` in one query, oldest first."""
     spec = ExperimentSpec.from_json(experiment.definition)
     rows = session.execute(
-        select(Observation.id, Observation.suggestion_id, Observation.created, Observation.task,
-               Observation.cost, Observation.failed, Observation.assignments, Observation.values)
+        select(
+            Observation.id,
+            Observation.suggestion_id,
+            Observation.created,
+            Observation.task,
+            Observation.cost,
+            Observation.failed,
+            Observation.assignments,
+            Observation.values,
+        )
         .where(Observation.experiment_id == experiment.id, Observation.deleted.is_(False))
         .order_by(Observation.id)
     ).all()
     default = spec.metrics[0].name
     points = tuple(
-        Point(id=r[0], suggestion_id=r[1], created=r[2], task=r[3], cost=r[4], failed=r[5],
-              assignments=r[6] or {},
-              values={v.get("name") or default: float(v["value"]) for v in r[7] or ()})
+        Point(
+            id=r[0],
+            suggestion_id=r[1],
+            created=r[2],
+            task=r[3],
+            cost=r[4],
+            failed=r[5],
+            assignments=r[6] or {},
+            values={v.get("name") or default: float(v["value"]) for v in r[7] or ()},
+        )
         for r in rows
     )
     return Dataset(spec=spec, metric=choose_metric(spec, metric), points=points)

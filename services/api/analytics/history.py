@@ -19,20 +19,22 @@ def history(dataset: Dataset) -> list[dict[str, Any]]:
         counts = dataset.is_full_cost(p) and dataset.is_feasible(p)
         if counts and value is not None and dataset.better(value, best):
             best = value
-        out.append({
-            "observation": str(p.id),
-            "suggestion": None if p.suggestion_id is None else str(p.suggestion_id),
-            "created": p.created,
-            "task": p.task,
-            "cost": p.cost,
-            "cumulative_cost": round(spent, 12),
-            "value": value,
-            "values": p.values,
-            "failed": p.failed,
-            "full_cost": dataset.is_full_cost(p),
-            "best_full_cost": best,
-            "assignments": p.assignments,
-        })
+        out.append(
+            {
+                "observation": str(p.id),
+                "suggestion": None if p.suggestion_id is None else str(p.suggestion_id),
+                "created": p.created,
+                "task": p.task,
+                "cost": p.cost,
+                "cumulative_cost": round(spent, 12),
+                "value": value,
+                "values": p.values,
+                "failed": p.failed,
+                "full_cost": dataset.is_full_cost(p),
+                "best_full_cost": best,
+                "assignments": p.assignments,
+            }
+        )
     return out
 
 
@@ -43,6 +45,12 @@ def best_vs_cost(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for i, entry in enumerate(entries):
         if entry["best_full_cost"] is not None and entry["best_full_cost"] != last:
             last = entry["best_full_cost"]
-            out.append({"observations": i + 1, "cumulative_cost": entry["cumulative_cost"],
-                        "best_full_cost": last, "observation": entry["observation"]})
+            out.append(
+                {
+                    "observations": i + 1,
+                    "cumulative_cost": entry["cumulative_cost"],
+                    "best_full_cost": last,
+                    "observation": entry["observation"],
+                }
+            )
     return out

@@ -21,9 +21,11 @@ from services.api.analytics.dataset import Dataset
 MIN_OBSERVATIONS = 5
 N_TREES = 100
 MIN_SAMPLES_LEAF = 2
-METHOD = (f"mean decrease in impurity of an ExtraTreesRegressor ({N_TREES} trees, "
-          f"min_samples_leaf={MIN_SAMPLES_LEAF}, fixed seed) fit to the standardized metric on "
-          "unit-cube encoded parameters")
+METHOD = (
+    f"mean decrease in impurity of an ExtraTreesRegressor ({N_TREES} trees, "
+    f"min_samples_leaf={MIN_SAMPLES_LEAF}, fixed seed) fit to the standardized metric on "
+    "unit-cube encoded parameters"
+)
 
 TaskMode = Literal["full", "all"]
 
@@ -44,8 +46,9 @@ def extra_trees_importance(x: np.ndarray, y: np.ndarray, seed: int = 0) -> np.nd
     scale = float(np.std(y))
     if x.shape[0] < 2 or scale == 0.0:
         return np.zeros(x.shape[1])
-    forest = ExtraTreesRegressor(n_estimators=N_TREES, min_samples_leaf=MIN_SAMPLES_LEAF,
-                                 random_state=seed, n_jobs=1)
+    forest = ExtraTreesRegressor(
+        n_estimators=N_TREES, min_samples_leaf=MIN_SAMPLES_LEAF, random_state=seed, n_jobs=1
+    )
     forest.fit(x, (y - np.mean(y)) / scale)
     scores = np.asarray(forest.feature_importances_, dtype=float)
     total = float(scores.sum())
@@ -56,15 +59,27 @@ def parameter_importance(dataset: Dataset, task: TaskMode = "full") -> dict[str,
     """``{"data": [{"parameter", "importance"}] (descending, summing to 1), "task_importance",
     "observation_count", "method", "message"}``; ``data`` is empty when it cannot be known."""
     spec = dataset.spec
-    points = [p for p in dataset.points
-              if dataset.is_feasible(p) and (task == "all" or dataset.is_full_cost(p))]
+    points = [
+        p
+        for p in dataset.points
+        if dataset.is_feasible(p) and (task == "all" or dataset.is_full_cost(p))
+    ]
     names = [c.name for c in spec.columns]
-    out: dict[str, Any] = {"object": "importance", "task": task, "metric": dataset.metric.name,
-                           "method": METHOD, "observation_count": len(points),
-                           "task_importance": None, "message": None, "data": []}
+    out: dict[str, Any] = {
+        "object": "importance",
+        "task": task,
+        "metric": dataset.metric.name,
+        "method": METHOD,
+        "observation_count": len(points),
+        "task_importance": None,
+        "message": None,
+        "data": [],
+    }
     if len(points) < MIN_OBSERVATIONS:
-        out["message"] = (f"needs at least {MIN_OBSERVATIONS} feasible "
-                          f"{'full-cost ' if task == 'full' else ''}observations")
+        out["message"] = (
+            f"needs at least {MIN_OBSERVATIONS} feasible "
+            f"{'full-cost ' if task == 'full' else ''}observations"
+        )
         return out
     x = np.nan_to_num(np.array([spec.encode(p.assignments) for p in points]), nan=-1.0)
     with_task = task == "all" and spec.is_multitask

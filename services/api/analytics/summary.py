@@ -39,11 +39,19 @@ def best(dataset: Dataset) -> dict[str, Any] | None:
     best_value: float | None = None
     for p in dataset.points:
         value = dataset.value(p)
-        if (value is not None and dataset.is_full_cost(p) and dataset.is_feasible(p)
-                and dataset.better(value, best_value)):
+        if (
+            value is not None
+            and dataset.is_full_cost(p)
+            and dataset.is_feasible(p)
+            and dataset.better(value, best_value)
+        ):
             best_value = value
-            found = {"observation": str(p.id), "value": value, "task": p.task,
-                     "assignments": p.assignments}
+            found = {
+                "observation": str(p.id),
+                "value": value,
+                "task": p.task,
+                "assignments": p.assignments,
+            }
     return found
 
 
@@ -52,31 +60,57 @@ def by_task(dataset: Dataset) -> list[dict[str, Any]]:
     spec = dataset.spec
     tasks = sorted(spec.tasks, key=lambda t: t.cost) or []
     rows: dict[str | None, dict[str, Any]] = {
-        t.name: {"task": t.name, "cost": t.cost, "observations": 0, "failed": 0,
-                 "cost_consumed": 0.0, "best_value": None} for t in tasks}
+        t.name: {
+            "task": t.name,
+            "cost": t.cost,
+            "observations": 0,
+            "failed": 0,
+            "cost_consumed": 0.0,
+            "best_value": None,
+        }
+        for t in tasks
+    }
     for p in dataset.points:
-        row = rows.setdefault(p.task, {"task": p.task, "cost": p.cost, "observations": 0,
-                                       "failed": 0, "cost_consumed": 0.0, "best_value": None})
+        row = rows.setdefault(
+            p.task,
+            {
+                "task": p.task,
+                "cost": p.cost,
+                "observations": 0,
+                "failed": 0,
+                "cost_consumed": 0.0,
+                "best_value": None,
+            },
+        )
         row["observations"] += 1
         row["failed"] += int(p.failed)
         row["cost_consumed"] = round(row["cost_consumed"] + p.cost, 12)
         value = dataset.value(p)
-        if value is not None and dataset.is_feasible(p) and dataset.better(value,
-                                                                            row["best_value"]):
+        if (
+            value is not None
+            and dataset.is_feasible(p)
+            and dataset.better(value, row["best_value"])
+        ):
             row["best_value"] = value
     return list(rows.values())
 
 
 def run_states(session: Session, experiment: Experiment) -> dict[str, int]:
-    rows = session.execute(
-        select(TrainingRun.state, func.count()).where(TrainingRun.experiment_id == experiment.id)
-        .group_by(TrainingRun.state)
-    ).tuples().all()
+    rows = (
+        session.execute(
+            select(TrainingRun.state, func.count())
+            .where(TrainingRun.experiment_id == experiment.id)
+            .group_by(TrainingRun.state)
+        )
+        .tuples()
+        .all()
+    )
     return dict(rows)
 
 
-def experiment_summary(session: Session, experiment: Experiment,
-                       dataset: Dataset) -> dict[str, Any]:
+def experiment_summary(
+    session: Session, experiment: Experiment, dataset: Dataset
+) -> dict[str, Any]:
     stats = observation_stats(session, experiment.id)
     return {
         "object": "experiment_summary",
@@ -108,36 +142,53 @@ def suggestion_state(deleted: bool, state: str, run_state: str | None) -> str:
     return "observed" if state == "closed" else "open"
 
 
-def suggestions(session: Session, experiment: Experiment,
-                limit: int) -> tuple[list[dict[str, Any]], int]:
+def suggestions(
+    session: Session, experiment: Experiment, limit: int
+) -> tuple[list[dict[str, Any]], int]:
     """The newest ``limit`` suggestions joined with their run and live observation."""
     stmt = (
-        select(Suggestion, TrainingRun.id, TrainingRun.state, TrainingRun.attempt,
-               TrainingRun.worker, Observation.id, Observation.values, Observation.failed)
+        select(
+            Suggestion,
+            TrainingRun.id,
+            TrainingRun.state,
+            TrainingRun.attempt,
+            TrainingRun.worker,
+            Observation.id,
+            Observation.values,
+            Observation.failed,
+        )
         .outerjoin(TrainingRun, TrainingRun.suggestion_id == Suggestion.id)
         .outerjoin(Observation, Observation.exclusive_suggestion_id == Suggestion.id)
         .where(Suggestion.experiment_id == experiment.id)
         .order_by(Suggestion.id.desc())
         .limit(limit)
     )
-    count = session.scalar(select(func.count()).select_from(Suggestion)
-                           .where(Suggestion.experiment_id == experiment.id)) or 0
+    count = (
+        session.scalar(
+            select(func.count())
+            .select_from(Suggestion)
+            .where(Suggestion.experiment_id == experiment.id)
+        )
+        or 0
+    )
     out = []
     for s, run_id, run_state, attempt, worker, obs_id, values, failed in session.execute(stmt):
-        out.append({
-            "suggestion": str(s.id),
-            "state": suggestion_state(s.deleted, s.state, run_state),
-            "task": s.task,
-            "source": s.source,
-            "assignments": s.assignments,
-            "created": s.created,
-            "training_run": None if run_id is None else str(run_id),
-            "attempts": attempt or 0,
-            "worker": worker,
-            "observation": None if obs_id is None else str(obs_id),
-            "value": None if failed or not values else values[0]["value"],
-            "failed": bool(failed),
-        })
+        out.append(
+            {
+                "suggestion": str(s.id),
+                "state": suggestion_state(s.deleted, s.state, run_state),
+                "task": s.task,
+                "source": s.source,
+                "assignments": s.assignments,
+                "created": s.created,
+                "training_run": None if run_id is None else str(run_id),
+                "attempts": attempt or 0,
+                "worker": worker,
+                "observation": None if obs_id is None else str(obs_id),
+                "value": None if failed or not values else values[0]["value"],
+                "failed": bool(failed),
+            }
+        )
     return out, count
 
 
@@ -149,17 +200,23 @@ def best_values(session: Session, experiments: list[Experiment]) -> dict[int, fl
     if not specs:
         return out
     rows = session.execute(
-        select(Observation.experiment_id, Observation.values)
-        .where(Observation.experiment_id.in_(specs), Observation.deleted.is_(False),
-               Observation.failed.is_(False), Observation.cost == 1.0)
+        select(Observation.experiment_id, Observation.values).where(
+            Observation.experiment_id.in_(specs),
+            Observation.deleted.is_(False),
+            Observation.failed.is_(False),
+            Observation.cost == 1.0,
+        )
     ).tuples()
     for experiment_id, values in rows:
         spec = specs[experiment_id]
         metric = (spec.optimized_metrics or spec.metrics)[0]
         named = {v.get("name") or spec.metrics[0].name: float(v["value"]) for v in values or ()}
         value = named.get(metric.name)
-        if value is None or not all(m.satisfies_threshold(named[m.name])
-                                    for m in spec.constraint_metrics if m.name in named):
+        if value is None or not all(
+            m.satisfies_threshold(named[m.name])
+            for m in spec.constraint_metrics
+            if m.name in named
+        ):
             continue
         current = out[experiment_id]
         if current is None or metric.better(value, current):

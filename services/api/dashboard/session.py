@@ -33,11 +33,15 @@ def principal_of(token_digest: str) -> Principal | None:
     service = digest(current_app.config["SERVICE_TOKEN"])
     if hmac.compare_digest(token_digest, service):
         return Principal(client_id=None, name="service")
-    row = get_session().execute(
-        select(Token.client_id, Client.name)
-        .join(Client, Client.id == Token.client_id)
-        .where(Token.digest == token_digest, Token.revoked.is_(False))
-    ).first()
+    row = (
+        get_session()
+        .execute(
+            select(Token.client_id, Client.name)
+            .join(Client, Client.id == Token.client_id)
+            .where(Token.digest == token_digest, Token.revoked.is_(False))
+        )
+        .first()
+    )
     return Principal(client_id=row[0], name=row[1]) if row else None
 
 

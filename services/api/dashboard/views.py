@@ -43,8 +43,10 @@ from services.api.store.results import observation_stats_many
 
 bp = Blueprint("dashboard", __name__)
 
-CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 LIST_PAGE_SIZE = 50
 LOG_TAIL_LINES = 200
 STATES = ("all", "active", "paused", "stopped", "completed", "deleted")
@@ -67,8 +69,9 @@ def _api_error(exc: ApiError) -> tuple[str, int]:
 
 @bp.errorhandler(ValidationError)
 def _validation_error(exc: ValidationError) -> tuple[str, int]:
-    return render_template("dashboard/error.html", status=400,
-                           message=describe_validation_error(exc)), 400
+    return render_template(
+        "dashboard/error.html", status=400, message=describe_validation_error(exc)
+    ), 400
 
 
 @bp.errorhandler(HTTPException)
@@ -88,8 +91,12 @@ def _headers(response: Response) -> Response:
 
 @bp.app_context_processor
 def _template_globals() -> dict[str, Any]:
-    return {"csrf_token": auth.csrf_token, "signed_in": auth.session_principal,
-            "fmt": _fmt, "ago": _ago}
+    return {
+        "csrf_token": auth.csrf_token,
+        "signed_in": auth.session_principal,
+        "fmt": _fmt,
+        "ago": _ago,
+    }
 
 
 def _fmt(value: Any, digits: int = 5) -> str:
@@ -139,8 +146,11 @@ def login() -> ResponseBase | tuple[str, int] | str:
         return render_template("dashboard/login.html", next=target, error=None)
     auth.check_csrf()
     if auth.sign_in(request.form.get("token", "")) is None:
-        return render_template("dashboard/login.html", next=target,
-                               error="Invalid value for token: not a valid API token"), 401
+        return render_template(
+            "dashboard/login.html",
+            next=target,
+            error="Invalid value for token: not a valid API token",
+        ), 401
     return redirect(_safe_next(target))
 
 
@@ -155,21 +165,38 @@ def logout() -> ResponseBase:
 def experiment_list() -> str:
     principal = _principal()
     session = get_session()
-    query = ExperimentListQuery.model_validate({
-        "state": request.args.get("state") or "all",
-        "search": request.args.get("q") or None,
-        "before": request.args.get("before") or None,
-        "limit": LIST_PAGE_SIZE,
-    })
+    query = ExperimentListQuery.model_validate(
+        {
+            "state": request.args.get("state") or "all",
+            "search": request.args.get("q") or None,
+            "before": request.args.get("before") or None,
+            "limit": LIST_PAGE_SIZE,
+        }
+    )
     rows, count, paging = experiments.list_page(session, principal, query)
     best = summary.best_values(session, rows)
     owner = summary.owners(session, {e.client_id for e in rows})
     stats = observation_stats_many(session, [e.id for e in rows])
-    items = [{"experiment": e, "best": best.get(e.id), "owner": owner.get(e.client_id),
-              "stats": stats[e.id], "fraction": summary.budget_fraction(e, stats[e.id]),
-              "metric": dataset.choose_metric(experiments.spec(e), None)} for e in rows]
-    return render_template("dashboard/experiments.html", items=items, count=count,
-                           paging=paging, q=query.search or "", state=query.state, states=STATES)
+    items = [
+        {
+            "experiment": e,
+            "best": best.get(e.id),
+            "owner": owner.get(e.client_id),
+            "stats": stats[e.id],
+            "fraction": summary.budget_fraction(e, stats[e.id]),
+            "metric": dataset.choose_metric(experiments.spec(e), None),
+        }
+        for e in rows
+    ]
+    return render_template(
+        "dashboard/experiments.html",
+        items=items,
+        count=count,
+        paging=paging,
+        q=query.search or "",
+        state=query.state,
+        states=STATES,
+    )
 
 
 @bp.get("/experiments/<id:experiment_id>")
@@ -178,8 +205,13 @@ def experiment_page(experiment_id: int) -> str:
     experiment = experiments.get(session, _principal(), experiment_id)
     data = dataset.load(session, experiment)
     info = summary.experiment_summary(session, experiment, data)
-    return render_template("dashboard/experiment.html", e=experiment, s=info,
-                           d=experiment.definition, full_cost=data.spec.full_cost_task)
+    return render_template(
+        "dashboard/experiment.html",
+        e=experiment,
+        s=info,
+        d=experiment.definition,
+        full_cost=data.spec.full_cost_task,
+    )
 
 
 @bp.get("/runs/<id:run_id>")
@@ -187,16 +219,24 @@ def run_page(run_id: int) -> str:
     session = get_session()
     run, experiment = training_runs.get(session, _principal(), run_id)
     suggestion = session.get(Suggestion, run.suggestion_id)
-    observation = session.scalar(select(Observation).where(
-        Observation.exclusive_suggestion_id == run.suggestion_id))
+    observation = session.scalar(
+        select(Observation).where(Observation.exclusive_suggestion_id == run.suggestion_id)
+    )
     logs = (run.logs or "").splitlines()
     files = artifacts.of_run(session, run)
     return render_template(
-        "dashboard/run.html", run=run, e=experiment, suggestion=suggestion,
-        observation=observation, files=files, image_types=artifacts.IMAGE_TYPES,
-        log_tail="\n".join(logs[-LOG_TAIL_LINES:]), log_lines=len(logs),
+        "dashboard/run.html",
+        run=run,
+        e=experiment,
+        suggestion=suggestion,
+        observation=observation,
+        files=files,
+        image_types=artifacts.IMAGE_TYPES,
+        log_tail="\n".join(logs[-LOG_TAIL_LINES:]),
+        log_lines=len(logs),
         lease_s=current_app.config["SETTINGS"].run_lease_s,
-        task_cost=experiments.spec(experiment).task_cost(suggestion.task if suggestion else None))
+        task_cost=experiments.spec(experiment).task_cost(suggestion.task if suggestion else None),
+    )
 
 
 def _ids(field: str) -> list[int]:
@@ -212,8 +252,15 @@ def compare() -> str:
         runs = curves.scoped_runs(session, principal, _ids("runs"))
         suggestions = training_runs.suggestions_of(session, [r for r, _ in runs])
         items: list[dict[str, Any]] = [
-            {"id": r.id, "name": r.name or f"run {r.id}", "experiment": e, "state": r.state,
-             "suggestion": suggestions.get(r.suggestion_id)} for r, e in runs]
+            {
+                "id": r.id,
+                "name": r.name or f"run {r.id}",
+                "experiment": e,
+                "state": r.state,
+                "suggestion": suggestions.get(r.suggestion_id),
+            }
+            for r, e in runs
+        ]
         return render_template("dashboard/compare.html", kind="runs", items=items)
     if "experiments" in request.args:
         ids = _ids("experiments")
@@ -227,8 +274,16 @@ def compare() -> str:
         found = [by_id[i] for i in ids]
         best = summary.best_values(session, found)
         stats = observation_stats_many(session, ids)
-        items = [{"id": e.id, "name": e.name, "experiment": e, "state": e.state,
-                  "stats": stats[e.id], "best": best.get(e.id)} for e in found]
+        items = [
+            {
+                "id": e.id,
+                "name": e.name,
+                "experiment": e,
+                "state": e.state,
+                "stats": stats[e.id],
+                "best": best.get(e.id),
+            }
+            for e in found
+        ]
         return render_template("dashboard/compare.html", kind="experiments", items=items)
     raise invalid("runs", "give ?runs=1,2,3 or ?experiments=1,2")
-

@@ -58,9 +58,14 @@ def _settings() -> Settings:
     return settings
 
 
-@bp.endpoint("POST", "/training_runs/<id:run_id>/files",
-             "Upload a file of a run: the raw body with ?name= and its Content-Type, or "
-             "multipart/form-data with the part 'file'", query=ArtifactUploadQuery, returns="file")
+@bp.endpoint(
+    "POST",
+    "/training_runs/<id:run_id>/files",
+    "Upload a file of a run: the raw body with ?name= and its Content-Type, or "
+    "multipart/form-data with the part 'file'",
+    query=ArtifactUploadQuery,
+    returns="file",
+)
 def upload(run_id: int, query: ArtifactUploadQuery) -> Response:
     session = get_session()
     run, _ = training_runs.get(session, current_principal(), run_id)
@@ -73,20 +78,33 @@ def upload(run_id: int, query: ArtifactUploadQuery) -> Response:
                 raise invalid("file", "send the file as the multipart part named 'file'")
             name = query.name or request.form.get("name") or part.filename
             content_type = query.content_type or request.form.get("content_type") or part.mimetype
-            artifact = store.save(session, settings, run, name, content_type, part.stream,
-                                  query.attempt)
+            artifact = store.save(
+                session, settings, run, name, content_type, part.stream, query.attempt
+            )
         else:
-            artifact = store.save(session, settings, run, query.name,
-                                  query.content_type or request.content_type, request.stream,
-                                  query.attempt)
+            artifact = store.save(
+                session,
+                settings,
+                run,
+                query.name,
+                query.content_type or request.content_type,
+                request.stream,
+                query.attempt,
+            )
     except RequestEntityTooLarge as exc:
-        raise ApiError(413, f"File is larger than the limit of {settings.max_artifact_bytes} "
-                       "bytes") from exc
+        raise ApiError(
+            413, f"File is larger than the limit of {settings.max_artifact_bytes} bytes"
+        ) from exc
     return jsonify(file_json(artifact))
 
 
-@bp.endpoint("GET", "/training_runs/<id:run_id>/files", "List a run's files (newest first)",
-             query=ArtifactListQuery, returns="pagination of files")
+@bp.endpoint(
+    "GET",
+    "/training_runs/<id:run_id>/files",
+    "List a run's files (newest first)",
+    query=ArtifactListQuery,
+    returns="pagination of files",
+)
 def list_(run_id: int, query: ArtifactListQuery) -> Response:
     session = get_session()
     run, _ = training_runs.get(session, current_principal(), run_id)
@@ -94,16 +112,25 @@ def list_(run_id: int, query: ArtifactListQuery) -> Response:
     return jsonify(serialize.page([file_json(a) for a in rows], count, paging))
 
 
-@bp.endpoint("GET", "/files/<id:file_id>", "Download a file (images inline, others as "
-             "attachments)", returns="the file's bytes")
+@bp.endpoint(
+    "GET",
+    "/files/<id:file_id>",
+    "Download a file (images inline, others as attachments)",
+    returns="the file's bytes",
+)
 def download(file_id: int) -> Response:
     artifact = store.get(get_session(), current_principal(), file_id)
     path = store.path_of(_settings(), artifact)
     if not path.is_file():
         raise ApiError(404, f"The content of file {file_id} is missing from the store")
-    response = send_file(path, mimetype=artifact.content_type,
-                         as_attachment=artifact.content_type not in store.IMAGE_TYPES,
-                         download_name=artifact.name, etag=artifact.sha256, max_age=0)
+    response = send_file(
+        path,
+        mimetype=artifact.content_type,
+        as_attachment=artifact.content_type not in store.IMAGE_TYPES,
+        download_name=artifact.name,
+        etag=artifact.sha256,
+        max_age=0,
+    )
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response.headers["Cache-Control"] = "private, max-age=0"

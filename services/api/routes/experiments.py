@@ -37,16 +37,22 @@ def experiment_json(session: Session, experiment: Experiment) -> dict[str, Any]:
     return serialize.experiment(experiment, {"object": "progress", **progress})
 
 
-@bp.endpoint("POST", "/experiments", "Create an experiment", body=ExperimentCreate,
-             returns="experiment")
+@bp.endpoint(
+    "POST", "/experiments", "Create an experiment", body=ExperimentCreate, returns="experiment"
+)
 def create(body: ExperimentCreate) -> Response:
     session = get_session()
     experiment = store.create(session, current_principal(), body)
     return jsonify(experiment_json(session, experiment))
 
 
-@bp.endpoint("GET", "/experiments", "List experiments (newest first)", query=ExperimentListQuery,
-             returns="pagination of experiments")
+@bp.endpoint(
+    "GET",
+    "/experiments",
+    "List experiments (newest first)",
+    query=ExperimentListQuery,
+    returns="pagination of experiments",
+)
 def list_(query: ExperimentListQuery) -> Response:
     session = get_session()
     rows, count, paging = store.list_page(session, current_principal(), query)
@@ -56,11 +62,18 @@ def list_(query: ExperimentListQuery) -> Response:
 @bp.endpoint("GET", "/experiments/<id:experiment_id>", "Fetch an experiment", returns="experiment")
 def fetch(experiment_id: int) -> Response:
     session = get_session()
-    return jsonify(experiment_json(session, store.get(session, current_principal(), experiment_id)))
+    return jsonify(
+        experiment_json(session, store.get(session, current_principal(), experiment_id))
+    )
 
 
-@bp.endpoint("PUT", "/experiments/<id:experiment_id>", "Update an experiment",
-             body=ExperimentUpdate, returns="experiment")
+@bp.endpoint(
+    "PUT",
+    "/experiments/<id:experiment_id>",
+    "Update an experiment",
+    body=ExperimentUpdate,
+    returns="experiment",
+)
 def update(experiment_id: int, body: ExperimentUpdate) -> Response:
     session = get_session()
     experiment = store.get(session, current_principal(), experiment_id)
@@ -75,9 +88,14 @@ def delete(experiment_id: int) -> tuple[str, int]:
     return "", 204
 
 
-@bp.endpoint("GET", "/experiments/<id:experiment_id>/best_assignments",
-             "Best observation(s): full-cost only in a multitask experiment; the Pareto front "
-             "with two optimized metrics", query=PageQuery, returns="pagination of best_assignments")
+@bp.endpoint(
+    "GET",
+    "/experiments/<id:experiment_id>/best_assignments",
+    "Best observation(s): full-cost only in a multitask experiment; the Pareto front "
+    "with two optimized metrics",
+    query=PageQuery,
+    returns="pagination of best_assignments",
+)
 def best_assignments(experiment_id: int, query: PageQuery) -> Response:
     session = get_session()
     experiment = store.get(session, current_principal(), experiment_id)

@@ -32,29 +32,46 @@ def _idempotency_key() -> str | None:
     return key
 
 
-@bp.endpoint("POST", PATH, "Report an observation (accepts an Idempotency-Key header)",
-             body=ObservationCreate, returns="observation")
+@bp.endpoint(
+    "POST",
+    PATH,
+    "Report an observation (accepts an Idempotency-Key header)",
+    body=ObservationCreate,
+    returns="observation",
+)
 def create(experiment_id: int, body: ObservationCreate) -> Response:
     session = get_session()
     experiment = experiments.get_writable(session, current_principal(), experiment_id)
-    observation = store.create(session, experiment, experiments.spec(experiment), body,
-                               _idempotency_key())
+    observation = store.create(
+        session, experiment, experiments.spec(experiment), body, _idempotency_key()
+    )
     return jsonify(serialize.observation(observation, experiment.definition))
 
 
-@bp.endpoint("POST", PATH + "/batch", "Report up to 2500 observations at once (all or nothing)",
-             body=ObservationBatchCreate, returns="pagination of observations")
+@bp.endpoint(
+    "POST",
+    PATH + "/batch",
+    "Report up to 2500 observations at once (all or nothing)",
+    body=ObservationBatchCreate,
+    returns="pagination of observations",
+)
 def create_batch(experiment_id: int, body: ObservationBatchCreate) -> Response:
     session = get_session()
     experiment = experiments.get_writable(session, current_principal(), experiment_id)
-    rows = store.create_many(session, experiment, experiments.spec(experiment),
-                             body.observations, _idempotency_key())
+    rows = store.create_many(
+        session, experiment, experiments.spec(experiment), body.observations, _idempotency_key()
+    )
     data = [serialize.observation(o, experiment.definition) for o in rows]
     return jsonify(serialize.page(data, len(data), {"before": None, "after": None}))
 
 
-@bp.endpoint("GET", PATH, "List observations", query=ObservationListQuery,
-             returns="pagination of observations")
+@bp.endpoint(
+    "GET",
+    PATH,
+    "List observations",
+    query=ObservationListQuery,
+    returns="pagination of observations",
+)
 def list_(experiment_id: int, query: ObservationListQuery) -> Response:
     session = get_session()
     experiment = experiments.get(session, current_principal(), experiment_id)
@@ -71,8 +88,13 @@ def fetch(experiment_id: int, observation_id: int) -> Response:
     return jsonify(serialize.observation(observation, experiment.definition))
 
 
-@bp.endpoint("PUT", PATH + "/<id:observation_id>", "Update an observation",
-             body=ObservationCreate, returns="observation")
+@bp.endpoint(
+    "PUT",
+    PATH + "/<id:observation_id>",
+    "Update an observation",
+    body=ObservationCreate,
+    returns="observation",
+)
 def update(experiment_id: int, observation_id: int, body: ObservationCreate) -> Response:
     session = get_session()
     experiment = experiments.get_writable(session, current_principal(), experiment_id)

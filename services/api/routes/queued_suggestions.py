@@ -21,18 +21,29 @@ bp.before_request(require_token)
 PATH = "/experiments/<id:experiment_id>/queued_suggestions"
 
 
-@bp.endpoint("POST", PATH, "Queue a suggestion (served first, once)", body=QueuedSuggestionCreate,
-             returns="queued_suggestion")
+@bp.endpoint(
+    "POST",
+    PATH,
+    "Queue a suggestion (served first, once)",
+    body=QueuedSuggestionCreate,
+    returns="queued_suggestion",
+)
 def create(experiment_id: int, body: QueuedSuggestionCreate) -> Response:
     session = get_session()
     experiment = experiments.get_writable(session, current_principal(), experiment_id)
-    queued = store.create_queued(session, experiment, experiments.spec(experiment),
-                                 body.assignments, body.task)
+    queued = store.create_queued(
+        session, experiment, experiments.spec(experiment), body.assignments, body.task
+    )
     return jsonify(serialize.queued_suggestion(queued, experiment.definition))
 
 
-@bp.endpoint("GET", PATH, "List queued suggestions", query=PageQuery,
-             returns="pagination of queued_suggestions")
+@bp.endpoint(
+    "GET",
+    PATH,
+    "List queued suggestions",
+    query=PageQuery,
+    returns="pagination of queued_suggestions",
+)
 def list_(experiment_id: int, query: PageQuery) -> Response:
     session = get_session()
     experiment = experiments.get(session, current_principal(), experiment_id)
@@ -41,8 +52,9 @@ def list_(experiment_id: int, query: PageQuery) -> Response:
     return jsonify(serialize.page(data, count, paging))
 
 
-@bp.endpoint("GET", PATH + "/<id:queued_id>", "Fetch a queued suggestion",
-             returns="queued_suggestion")
+@bp.endpoint(
+    "GET", PATH + "/<id:queued_id>", "Fetch a queued suggestion", returns="queued_suggestion"
+)
 def fetch(experiment_id: int, queued_id: int) -> Response:
     session = get_session()
     experiment = experiments.get(session, current_principal(), experiment_id)

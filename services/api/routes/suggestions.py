@@ -24,8 +24,14 @@ bp.before_request(require_token)
 PATH = "/experiments/<id:experiment_id>/suggestions"
 
 
-@bp.endpoint("POST", PATH, "Create a suggestion: empty body = the optimizer's next point; with "
-             "assignments (+ task) = stored as given", body=SuggestionCreate, returns="suggestion")
+@bp.endpoint(
+    "POST",
+    PATH,
+    "Create a suggestion: empty body = the optimizer's next point; with "
+    "assignments (+ task) = stored as given",
+    body=SuggestionCreate,
+    returns="suggestion",
+)
 def create(experiment_id: int, body: SuggestionCreate) -> Response:
     session = get_session()
     experiment = experiments.get_writable(session, current_principal(), experiment_id)
@@ -33,17 +39,25 @@ def create(experiment_id: int, body: SuggestionCreate) -> Response:
     if body.assignments is not None or body.task is not None:
         if body.assignments is None:
             store.check_task(spec, None, "assignments")
-        suggestion = store.create_explicit(session, experiment, spec, body.assignments or {},
-                                           body.task, body.metadata)
+        suggestion = store.create_explicit(
+            session, experiment, spec, body.assignments or {}, body.task, body.metadata
+        )
     else:
         settings = current_app.config["SETTINGS"]
-        suggestion = store.serve(session, current_app.extensions["redis"], experiment, spec,
-                                 settings.suggestion_wait_s, body.metadata)
+        suggestion = store.serve(
+            session,
+            current_app.extensions["redis"],
+            experiment,
+            spec,
+            settings.suggestion_wait_s,
+            body.metadata,
+        )
     return jsonify(serialize.suggestion(suggestion, experiment.definition))
 
 
-@bp.endpoint("GET", PATH, "List suggestions", query=SuggestionListQuery,
-             returns="pagination of suggestions")
+@bp.endpoint(
+    "GET", PATH, "List suggestions", query=SuggestionListQuery, returns="pagination of suggestions"
+)
 def list_(experiment_id: int, query: SuggestionListQuery) -> Response:
     session = get_session()
     experiment = experiments.get(session, current_principal(), experiment_id)
@@ -60,8 +74,13 @@ def fetch(experiment_id: int, suggestion_id: int) -> Response:
     return jsonify(serialize.suggestion(suggestion, experiment.definition))
 
 
-@bp.endpoint("PUT", PATH + "/<id:suggestion_id>", "Update a suggestion's metadata",
-             body=SuggestionUpdate, returns="suggestion")
+@bp.endpoint(
+    "PUT",
+    PATH + "/<id:suggestion_id>",
+    "Update a suggestion's metadata",
+    body=SuggestionUpdate,
+    returns="suggestion",
+)
 def update(experiment_id: int, suggestion_id: int, body: SuggestionUpdate) -> Response:
     session = get_session()
     experiment = experiments.get(session, current_principal(), experiment_id)
@@ -70,8 +89,11 @@ def update(experiment_id: int, suggestion_id: int, body: SuggestionUpdate) -> Re
     return jsonify(serialize.suggestion(suggestion, experiment.definition))
 
 
-@bp.endpoint("DELETE", PATH + "/<id:suggestion_id>", "Delete a suggestion; observations that "
-             "reference it later are refused")
+@bp.endpoint(
+    "DELETE",
+    PATH + "/<id:suggestion_id>",
+    "Delete a suggestion; observations that reference it later are refused",
+)
 def delete(experiment_id: int, suggestion_id: int) -> tuple[str, int]:
     session = get_session()
     experiment = experiments.get(session, current_principal(), experiment_id)
@@ -79,8 +101,12 @@ def delete(experiment_id: int, suggestion_id: int) -> tuple[str, int]:
     return "", 204
 
 
-@bp.endpoint("DELETE", PATH, "Delete all suggestions, or only the open ones (state=open)",
-             query=SuggestionDeleteQuery)
+@bp.endpoint(
+    "DELETE",
+    PATH,
+    "Delete all suggestions, or only the open ones (state=open)",
+    query=SuggestionDeleteQuery,
+)
 def delete_all(experiment_id: int, query: SuggestionDeleteQuery) -> tuple[str, int]:
     session = get_session()
     experiment = experiments.get(session, current_principal(), experiment_id)

@@ -30,20 +30,34 @@ bp.before_request(require_token)
 def _runs_json(session: Session, experiment: Experiment, runs: list[TrainingRun]) -> list[dict]:
     suggestions = store.suggestions_of(session, runs)
     ids = [r.suggestion_id for r in runs]
-    observed = dict(session.execute(
-        select(Observation.exclusive_suggestion_id, Observation.id)
-        .where(Observation.exclusive_suggestion_id.in_(ids))
-    ).tuples().all()) if ids else {}
+    observed = (
+        dict(
+            session.execute(
+                select(Observation.exclusive_suggestion_id, Observation.id).where(
+                    Observation.exclusive_suggestion_id.in_(ids)
+                )
+            )
+            .tuples()
+            .all()
+        )
+        if ids
+        else {}
+    )
     return [
-        serialize.training_run(r, suggestions[r.suggestion_id], observed.get(r.suggestion_id),
-                               experiment)
+        serialize.training_run(
+            r, suggestions[r.suggestion_id], observed.get(r.suggestion_id), experiment
+        )
         for r in runs
     ]
 
 
-@bp.endpoint("POST", "/experiments/<id:experiment_id>/training_runs",
-             "Create the training run of a suggestion (again: returns the existing one)",
-             body=TrainingRunCreate, returns="training_run")
+@bp.endpoint(
+    "POST",
+    "/experiments/<id:experiment_id>/training_runs",
+    "Create the training run of a suggestion (again: returns the existing one)",
+    body=TrainingRunCreate,
+    returns="training_run",
+)
 def create(experiment_id: int, body: TrainingRunCreate) -> Response:
     session = get_session()
     experiment = experiments.get_writable(session, current_principal(), experiment_id)
@@ -51,8 +65,13 @@ def create(experiment_id: int, body: TrainingRunCreate) -> Response:
     return jsonify(_runs_json(session, experiment, [run])[0])
 
 
-@bp.endpoint("GET", "/experiments/<id:experiment_id>/training_runs", "List training runs",
-             query=TrainingRunListQuery, returns="pagination of training_runs")
+@bp.endpoint(
+    "GET",
+    "/experiments/<id:experiment_id>/training_runs",
+    "List training runs",
+    query=TrainingRunListQuery,
+    returns="pagination of training_runs",
+)
 def list_(experiment_id: int, query: TrainingRunListQuery) -> Response:
     session = get_session()
     experiment = experiments.get(session, current_principal(), experiment_id)
@@ -67,8 +86,13 @@ def fetch(run_id: int) -> Response:
     return jsonify(_runs_json(session, experiment, [run])[0])
 
 
-@bp.endpoint("PUT", "/training_runs/<id:run_id>", "Update a training run (state, heartbeat, "
-             "attempt fencing, logs)", body=TrainingRunUpdate, returns="training_run")
+@bp.endpoint(
+    "PUT",
+    "/training_runs/<id:run_id>",
+    "Update a training run (state, heartbeat, attempt fencing, logs)",
+    body=TrainingRunUpdate,
+    returns="training_run",
+)
 def update(run_id: int, body: TrainingRunUpdate) -> Response:
     session = get_session()
     run, experiment = store.get(session, current_principal(), run_id)
@@ -76,16 +100,26 @@ def update(run_id: int, body: TrainingRunUpdate) -> Response:
     return jsonify(_runs_json(session, experiment, [run])[0])
 
 
-@bp.endpoint("POST", "/training_runs/<id:run_id>/checkpoints", "Log a checkpoint",
-             body=CheckpointCreate, returns="checkpoint")
+@bp.endpoint(
+    "POST",
+    "/training_runs/<id:run_id>/checkpoints",
+    "Log a checkpoint",
+    body=CheckpointCreate,
+    returns="checkpoint",
+)
 def create_checkpoint(run_id: int, body: CheckpointCreate) -> Response:
     session = get_session()
     run, _ = store.get(session, current_principal(), run_id)
     return jsonify(serialize.checkpoint(store.add_checkpoint(session, run, body)))
 
 
-@bp.endpoint("GET", "/training_runs/<id:run_id>/checkpoints", "List checkpoints (newest first)",
-             query=PageQuery, returns="pagination of checkpoints")
+@bp.endpoint(
+    "GET",
+    "/training_runs/<id:run_id>/checkpoints",
+    "List checkpoints (newest first)",
+    query=PageQuery,
+    returns="pagination of checkpoints",
+)
 def list_checkpoints(run_id: int, query: PageQuery) -> Response:
     session = get_session()
     run, _ = store.get(session, current_principal(), run_id)

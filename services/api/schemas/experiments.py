@@ -208,14 +208,18 @@ def check_definition(body: ExperimentCreate, definition: dict[str, Any]) -> None
     if body.type == "grid":
         for i, parameter in enumerate(body.parameters):
             if parameter.type != "categorical" and not parameter.grid:
-                raise invalid(f"parameters[{i}].grid", "a grid experiment needs a grid on every "
-                              "numeric parameter")
+                raise invalid(
+                    f"parameters[{i}].grid",
+                    "a grid experiment needs a grid on every numeric parameter",
+                )
         if body.tasks:
             raise invalid("tasks", "tasks are not allowed in a grid experiment")
     if body.objective is not None:
         if body.objective.name not in OBJECTIVE_NAMES:
-            raise invalid("objective.name", f"unknown objective {body.objective.name!r}; "
-                          f"registered: {list(OBJECTIVE_NAMES)}")
+            raise invalid(
+                "objective.name",
+                f"unknown objective {body.objective.name!r}; registered: {list(OBJECTIVE_NAMES)}",
+            )
         if body.observation_budget is None:
             raise invalid("observation_budget", "is required for a managed experiment (objective)")
     if body.linear_constraints:
@@ -298,7 +302,9 @@ def _check_bounds(p: Parameter, field: str) -> None:
 def _check_grid(p: Parameter, field: str) -> None:
     assert p.grid is not None
     if p.bounds is not None:
-        raise invalid(f"{field}.bounds", "a grid parameter takes no bounds (they come from the grid)")
+        raise invalid(
+            f"{field}.bounds", "a grid parameter takes no bounds (they come from the grid)"
+        )
     if len(set(p.grid)) != len(p.grid) or len(p.grid) < 2:
         raise invalid(f"{field}.grid", "at least 2 distinct values are required")
     if p.type == "int" and not all(float(v).is_integer() for v in p.grid):
@@ -353,12 +359,16 @@ def _check_metrics(metrics: list[dict[str, Any]], body: ExperimentCreate) -> Non
         if strategy == "store" and m.get("threshold") is not None:
             raise invalid(f"metrics[{i}].threshold", "a store metric takes no threshold")
         if strategy == "optimize" and m.get("threshold") is not None and len(optimized) < 2:
-            raise invalid(f"metrics[{i}].threshold",
-                          "thresholds on optimized metrics need two optimized metrics")
+            raise invalid(
+                f"metrics[{i}].threshold",
+                "thresholds on optimized metrics need two optimized metrics",
+            )
     needs_budget = len(optimized) > 1 or constraints or body.tasks
     if needs_budget and body.observation_budget is None:
-        raise invalid("observation_budget",
-                      "is required with tasks, constraint metrics or two optimized metrics")
+        raise invalid(
+            "observation_budget",
+            "is required with tasks, constraint metrics or two optimized metrics",
+        )
 
 
 def _check_tasks(body: ExperimentCreate) -> None:
@@ -406,8 +416,10 @@ def _check_linear_constraints(body: ExperimentCreate) -> None:
         if len(kinds) > 1:
             raise invalid(f"linear_constraints[{i}]", "cannot mix int and double parameters")
     if len(constrained_ints) > MAX_CONSTRAINED_INTEGERS:
-        raise invalid("linear_constraints",
-                      f"at most {MAX_CONSTRAINED_INTEGERS} int parameters can be constrained")
+        raise invalid(
+            "linear_constraints",
+            f"at most {MAX_CONSTRAINED_INTEGERS} int parameters can be constrained",
+        )
 
 
 def apply_update(definition: dict[str, Any], body: ExperimentUpdate) -> dict[str, Any]:
@@ -450,6 +462,9 @@ def apply_update(definition: dict[str, Any], body: ExperimentUpdate) -> dict[str
         try:
             random_unit(spec, np.random.default_rng(0), 1)
         except RuntimeError as exc:
-            raise ApiError(400, "Invalid value for parameters: the new bounds leave no point "
-                           "that satisfies linear_constraints") from exc
+            raise ApiError(
+                400,
+                "Invalid value for parameters: the new bounds leave no point "
+                "that satisfies linear_constraints",
+            ) from exc
     return updated

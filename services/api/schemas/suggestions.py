@@ -12,7 +12,7 @@ from services.api.schemas.common import TaskRef
 
 
 class SuggestionCreate(StrictModel):
-    """Empty: the server picks. With ``assignments`` (+ ``task`` when multitask): stored as given."""
+    """Empty: the server picks. With ``assignments`` (+ ``task`` if multitask): stored as given."""
 
     assignments: dict[str, Any] | None = None
     task: TaskRef | None = None

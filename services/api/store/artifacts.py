@@ -78,8 +78,9 @@ def content_type_of(value: str | None) -> str:
     media = (value or "").split(";", 1)[0].strip().lower()
     if media not in SNIFFERS:
         shown = media or "(none)"
-        raise ApiError(415, f"Unsupported content_type {shown[:100]!r}; allowed: "
-                       f"{', '.join(SNIFFERS)}")
+        raise ApiError(
+            415, f"Unsupported content_type {shown[:100]!r}; allowed: {', '.join(SNIFFERS)}"
+        )
     return media
 
 
@@ -99,8 +100,9 @@ def root(settings: Settings) -> Path:
     return settings.data_dir / "artifacts"
 
 
-def _receive(source: IO[bytes], target: IO[bytes], limit: int,
-             text: bool) -> tuple[int, str, bytes]:
+def _receive(
+    source: IO[bytes], target: IO[bytes], limit: int, text: bool
+) -> tuple[int, str, bytes]:
     """Copy ``source`` to ``target``; returns (size, sha256, first bytes)."""
     sha = hashlib.sha256()
     size = 0
@@ -132,26 +134,45 @@ def _receive(source: IO[bytes], target: IO[bytes], limit: int,
     return size, sha.hexdigest(), head
 
 
-def save(session: Session, settings: Settings, run: TrainingRun, name: str | None,
-         content_type: str | None, source: IO[bytes], attempt: int | None = None) -> Artifact:
+def save(
+    session: Session,
+    settings: Settings,
+    run: TrainingRun,
+    name: str | None,
+    content_type: str | None,
+    source: IO[bytes],
+    attempt: int | None = None,
+) -> Artifact:
     """Store an uploaded file of ``run``; 400/409/413/415 name what is wrong."""
     name = check_name(name)
     media = content_type_of(content_type)
     if attempt is not None and attempt != run.attempt:
-        raise ApiError(409, f"Conflict in attempt: run {run.id} is at attempt {run.attempt}, "
-                       f"not {attempt}; this worker's attempt was superseded")
+        raise ApiError(
+            409,
+            f"Conflict in attempt: run {run.id} is at attempt {run.attempt}, "
+            f"not {attempt}; this worker's attempt was superseded",
+        )
     base = root(settings)
     (base / "tmp").mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(dir=base / "tmp", prefix="upload-")
     try:
         with os.fdopen(fd, "wb") as target:
-            size, sha256, head = _receive(source, target, settings.max_artifact_bytes,
-                                          media in TEXT_TYPES)
+            size, sha256, head = _receive(
+                source, target, settings.max_artifact_bytes, media in TEXT_TYPES
+            )
         if not SNIFFERS[media](head):
             raise invalid("content_type", f"the file's content is not {media}")
-        artifact = Artifact(experiment_id=run.experiment_id, training_run_id=run.id,
-                            attempt=run.attempt, name=name, content_type=media, size=size,
-                            sha256=sha256, storage_key="", created=time.time())
+        artifact = Artifact(
+            experiment_id=run.experiment_id,
+            training_run_id=run.id,
+            attempt=run.attempt,
+            name=name,
+            content_type=media,
+            size=size,
+            sha256=sha256,
+            storage_key="",
+            created=time.time(),
+        )
         session.add(artifact)
         session.flush()
         artifact.storage_key = f"{run.experiment_id}/{run.id}/{artifact.id}"
@@ -187,12 +208,16 @@ def path_of(settings: Settings, artifact: Artifact) -> Path:
 
 def of_run(session: Session, run: TrainingRun) -> list[Artifact]:
     """Every file of ``run``, oldest first (the run page shows them all)."""
-    return list(session.scalars(select(Artifact).where(Artifact.training_run_id == run.id)
-                                .order_by(Artifact.id)))
+    return list(
+        session.scalars(
+            select(Artifact).where(Artifact.training_run_id == run.id).order_by(Artifact.id)
+        )
+    )
 
 
-def list_page(session: Session, run: TrainingRun,
-              query: PageQuery) -> tuple[list[Artifact], int, dict[str, str | None]]:
+def list_page(
+    session: Session, run: TrainingRun, query: PageQuery
+) -> tuple[list[Artifact], int, dict[str, str | None]]:
     stmt = select(Artifact).where(Artifact.training_run_id == run.id)
     return fetch_page(session, stmt, Artifact.id, query)
 

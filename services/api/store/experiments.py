@@ -32,7 +32,9 @@ def scoped(principal: Principal) -> Select[tuple[Experiment]]:
     return stmt
 
 
-def get(session: Session, principal: Principal, experiment_id: int, *, lock: bool = False) -> Experiment:
+def get(
+    session: Session, principal: Principal, experiment_id: int, *, lock: bool = False
+) -> Experiment:
     """The experiment if the caller may see it, else 404 (never 403: ids do not leak)."""
     stmt = scoped(principal).where(Experiment.id == experiment_id)
     if lock:
@@ -46,8 +48,11 @@ def get(session: Session, principal: Principal, experiment_id: int, *, lock: boo
 def get_writable(session: Session, principal: Principal, experiment_id: int) -> Experiment:
     experiment = get(session, principal, experiment_id)
     if experiment.state == "deleted":
-        raise ApiError(400, f"Experiment {experiment_id} is deleted; undelete it (state: active) "
-                       "before adding suggestions or observations")
+        raise ApiError(
+            400,
+            f"Experiment {experiment_id} is deleted; undelete it (state: active) "
+            "before adding suggestions or observations",
+        )
     return experiment
 
 

@@ -1,9 +1,10 @@
 """Observations: create (single and batch, idempotent), update, delete, list.
 
 Counts and the budget consumed (sum of task costs) are aggregates over the live observations
-(`services.api.store.results.observation_stats`), so nothing else changes with them. A suggestion holds at most one live observation unless the request says
-``allow_multiple`` (a unique column enforces it, races included); a retried POST with the same
-``Idempotency-Key``, or the same body for the same suggestion, returns the first observation.
+(`services.api.store.results.observation_stats`), so nothing else changes with them. A
+suggestion holds at most one live observation unless the request says ``allow_multiple`` (a
+unique column enforces it, races included); a retried POST with the same ``Idempotency-Key``,
+or the same body for the same suggestion, returns the first observation.
 """
 
 from __future__ import annotations
@@ -50,17 +51,22 @@ def _values(spec: ExperimentSpec, body: ObservationCreate, prefix: str) -> list[
         raise invalid(f"{prefix}value", "send exactly one of value or values (or failed: true)")
     if has_value:
         if len(spec.metrics) != 1:
-            raise invalid(f"{prefix}value",
-                          f"this experiment has {len(spec.metrics)} metrics; use values")
-        return [{"name": spec.metrics[0].name, "value": body.value,
-                 "value_stddev": body.value_stddev}]
+            raise invalid(
+                f"{prefix}value", f"this experiment has {len(spec.metrics)} metrics; use values"
+            )
+        return [
+            {"name": spec.metrics[0].name, "value": body.value, "value_stddev": body.value_stddev}
+        ]
     if body.value_stddev is not None:
         raise invalid(f"{prefix}value_stddev", "goes inside each entry of values")
     names = {m.name for m in spec.metrics}
     out = []
     for i, v in enumerate(body.values or ()):
-        name = v.name if v.name is not None else (spec.metrics[0].name if len(spec.metrics) == 1
-                                                  else None)
+        name = (
+            v.name
+            if v.name is not None
+            else (spec.metrics[0].name if len(spec.metrics) == 1 else None)
+        )
         if name not in names:
             raise invalid(f"{prefix}values[{i}].name", f"unknown metric {v.name!r}")
         out.append({"name": name, "value": v.value, "value_stddev": v.value_stddev})
@@ -73,20 +79,32 @@ def _values(spec: ExperimentSpec, body: ObservationCreate, prefix: str) -> list[
     return out
 
 
-def _point(session: Session, experiment: Experiment, spec: ExperimentSpec,
-           body: ObservationCreate, prefix: str) -> tuple[Suggestion | None, dict[str, Any], str | None]:
+def _point(
+    session: Session,
+    experiment: Experiment,
+    spec: ExperimentSpec,
+    body: ObservationCreate,
+    prefix: str,
+) -> tuple[Suggestion | None, dict[str, Any], str | None]:
     if (body.suggestion is None) == (body.assignments is None):
         raise invalid(f"{prefix}suggestion", "send exactly one of suggestion or assignments")
     if body.suggestion is not None:
         suggestion = session.get(Suggestion, body.suggestion)
         if suggestion is None or suggestion.experiment_id != experiment.id:
-            raise invalid(f"{prefix}suggestion",
-                          f"No suggestion: {body.suggestion} for experiment: {experiment.id}")
+            raise invalid(
+                f"{prefix}suggestion",
+                f"No suggestion: {body.suggestion} for experiment: {experiment.id}",
+            )
         if suggestion.deleted:
-            raise invalid(f"{prefix}suggestion", f"suggestion {suggestion.id} was deleted and is "
-                          "no longer valid; request a new suggestion")
+            raise invalid(
+                f"{prefix}suggestion",
+                f"suggestion {suggestion.id} was deleted and is "
+                "no longer valid; request a new suggestion",
+            )
         if body.task is not None and body.task != suggestion.task:
-            raise invalid(f"{prefix}task", f"does not match the suggestion's task {suggestion.task!r}")
+            raise invalid(
+                f"{prefix}task", f"does not match the suggestion's task {suggestion.task!r}"
+            )
         return suggestion, suggestion.assignments, suggestion.task
     assert body.assignments is not None
     check_point(spec, body.assignments, body.task, prefix)
@@ -97,20 +115,30 @@ def _same(observation: Observation, values: list[dict[str, Any]], failed: bool) 
     return observation.failed == failed and observation.values == values
 
 
-def _build(session: Session, experiment: Experiment, spec: ExperimentSpec, body: ObservationCreate,
-           prefix: str, idempotency_key: str | None) -> Observation:
+def _build(
+    session: Session,
+    experiment: Experiment,
+    spec: ExperimentSpec,
+    body: ObservationCreate,
+    prefix: str,
+    idempotency_key: str | None,
+) -> Observation:
     values = _values(spec, body, prefix)
     suggestion, assignments, task = _point(session, experiment, spec, body, prefix)
     failed = bool(body.failed)
     exclusive = None
     if suggestion is not None and not body.allow_multiple:
-        live = session.scalar(select(Observation).where(Observation.exclusive_suggestion_id
-                                                        == suggestion.id))
+        live = session.scalar(
+            select(Observation).where(Observation.exclusive_suggestion_id == suggestion.id)
+        )
         if live is not None:
             if _same(live, values, failed):
                 return live
-            raise ApiError(409, f"Conflict in {prefix}suggestion: suggestion {suggestion.id} already "
-                           f"has observation {live.id}; send allow_multiple: true to add another")
+            raise ApiError(
+                409,
+                f"Conflict in {prefix}suggestion: suggestion {suggestion.id} already "
+                f"has observation {live.id}; send allow_multiple: true to add another",
+            )
         exclusive = suggestion.id
     now = time.time()
     observation = Observation(
@@ -136,8 +164,13 @@ def _build(session: Session, experiment: Experiment, spec: ExperimentSpec, body:
     return observation
 
 
-def create(session: Session, experiment: Experiment, spec: ExperimentSpec,
-           body: ObservationCreate, idempotency_key: str | None) -> Observation:
+def create(
+    session: Session,
+    experiment: Experiment,
+    spec: ExperimentSpec,
+    body: ObservationCreate,
+    idempotency_key: str | None,
+) -> Observation:
     if idempotency_key is not None:
         replay = _by_idempotency_key(session, experiment, idempotency_key)
         if replay is not None:
@@ -146,9 +179,14 @@ def create(session: Session, experiment: Experiment, spec: ExperimentSpec,
     return observations[0]
 
 
-def create_many(session: Session, experiment: Experiment, spec: ExperimentSpec,
-                bodies: list[ObservationCreate], idempotency_key: str | None,
-                prefix: str = "observations") -> list[Observation]:
+def create_many(
+    session: Session,
+    experiment: Experiment,
+    spec: ExperimentSpec,
+    bodies: list[ObservationCreate],
+    idempotency_key: str | None,
+    prefix: str = "observations",
+) -> list[Observation]:
     """All or nothing; field names in errors carry the item index."""
     built: list[Observation] = []
     try:
@@ -167,18 +205,29 @@ def create_many(session: Session, experiment: Experiment, spec: ExperimentSpec,
             replay = _by_idempotency_key(session, experiment, idempotency_key)
             if replay is not None:
                 return [replay]
-        raise ApiError(409, "Conflict: a concurrent request recorded an observation for the same "
-                       "suggestion or idempotency key; fetch the observations and retry") from exc
+        raise ApiError(
+            409,
+            "Conflict: a concurrent request recorded an observation for the same "
+            "suggestion or idempotency key; fetch the observations and retry",
+        ) from exc
     return built
 
 
 def _by_idempotency_key(session: Session, experiment: Experiment, key: str) -> Observation | None:
-    return session.scalar(select(Observation).where(
-        Observation.experiment_id == experiment.id, Observation.idempotency_key == key))
+    return session.scalar(
+        select(Observation).where(
+            Observation.experiment_id == experiment.id, Observation.idempotency_key == key
+        )
+    )
 
 
-def update_one(session: Session, experiment: Experiment, spec: ExperimentSpec,
-               observation: Observation, body: ObservationCreate) -> Observation:
+def update_one(
+    session: Session,
+    experiment: Experiment,
+    spec: ExperimentSpec,
+    observation: Observation,
+    body: ObservationCreate,
+) -> Observation:
     """PUT: fields sent replace the stored ones (values, failure, metadata, point)."""
     if body.value is not None or body.values is not None or body.failed is not None:
         observation.values = _values(spec, body, "")
@@ -212,14 +261,21 @@ def _release(session: Session, observation: Observation) -> None:
     observation.exclusive_suggestion_id = None
     if observation.suggestion_id is None:
         return
-    others = session.scalar(select(Observation.id).where(
-        Observation.suggestion_id == observation.suggestion_id,
-        Observation.id != observation.id,
-        Observation.deleted.is_(False),
-    ).limit(1))
+    others = session.scalar(
+        select(Observation.id)
+        .where(
+            Observation.suggestion_id == observation.suggestion_id,
+            Observation.id != observation.id,
+            Observation.deleted.is_(False),
+        )
+        .limit(1)
+    )
     if others is None:
-        session.execute(update(Suggestion).where(Suggestion.id == observation.suggestion_id)
-                        .values(state="open", updated=time.time()))
+        session.execute(
+            update(Suggestion)
+            .where(Suggestion.id == observation.suggestion_id)
+            .values(state="open", updated=time.time())
+        )
 
 
 def delete(session: Session, experiment: Experiment, observation: Observation) -> None:
@@ -231,21 +287,30 @@ def delete(session: Session, experiment: Experiment, observation: Observation) -
 
 
 def delete_all(session: Session, experiment: Experiment) -> None:
-    live = list(session.scalars(select(Observation).where(
-        Observation.experiment_id == experiment.id, Observation.deleted.is_(False))))
+    live = list(
+        session.scalars(
+            select(Observation).where(
+                Observation.experiment_id == experiment.id, Observation.deleted.is_(False)
+            )
+        )
+    )
     now = time.time()
     for observation in live:
         observation.deleted = True
         observation.exclusive_suggestion_id = None
         observation.updated = now
-    session.execute(update(Suggestion).where(Suggestion.experiment_id == experiment.id)
-                    .values(state="open", updated=now))
+    session.execute(
+        update(Suggestion)
+        .where(Suggestion.experiment_id == experiment.id)
+        .values(state="open", updated=now)
+    )
     outbox.record(session, "observation.deleted", experiment)
     session.commit()
 
 
-def list_page(session: Session, experiment: Experiment,
-              query: PageQuery) -> tuple[list[Observation], int, dict[str, str | None]]:
+def list_page(
+    session: Session, experiment: Experiment, query: PageQuery
+) -> tuple[list[Observation], int, dict[str, str | None]]:
     stmt = select(Observation).where(
         Observation.experiment_id == experiment.id, Observation.deleted.is_(False)
     )

@@ -47,17 +47,27 @@ def fetch_page(
         rows = list(session.scalars(paged.limit(query.limit + 1)))
         more_newer = len(rows) > query.limit
         rows = rows[: query.limit][::-1]
-        return rows, count, {
-            "before": None,
-            "after": str(_row_id(rows[0])) if rows and more_newer else None,
-        }
-    rows = list(session.scalars(paged.order_by(None).order_by(id_column.desc()).limit(query.limit + 1)))
+        return (
+            rows,
+            count,
+            {
+                "before": None,
+                "after": str(_row_id(rows[0])) if rows and more_newer else None,
+            },
+        )
+    rows = list(
+        session.scalars(paged.order_by(None).order_by(id_column.desc()).limit(query.limit + 1))
+    )
     more_older = len(rows) > query.limit
     rows = rows[: query.limit]
-    return rows, count, {
-        "before": str(_row_id(rows[-1])) if rows and more_older else None,
-        "after": str(_row_id(rows[0])) if rows else None,
-    }
+    return (
+        rows,
+        count,
+        {
+            "before": str(_row_id(rows[-1])) if rows and more_older else None,
+            "after": str(_row_id(rows[0])) if rows else None,
+        },
+    )
 
 
 def _row_id(row: Any) -> int:

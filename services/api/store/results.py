@@ -28,7 +28,9 @@ class ObservationStats:
     last_change: float
 
 
-def observation_stats_many(session: Session, experiment_ids: Iterable[int]) -> dict[int, ObservationStats]:
+def observation_stats_many(
+    session: Session, experiment_ids: Iterable[int]
+) -> dict[int, ObservationStats]:
     """One grouped aggregate query. Counting instead of keeping counters on the experiment row
     keeps concurrent observation writers from queueing on that row's lock."""
     ids = list(experiment_ids)
@@ -39,7 +41,9 @@ def observation_stats_many(session: Session, experiment_ids: Iterable[int]) -> d
             func.sum(case((live, 1), else_=0)),
             func.sum(case((live, Observation.cost), else_=0.0)),
             func.max(Observation.updated),
-        ).where(Observation.experiment_id.in_(ids)).group_by(Observation.experiment_id)
+        )
+        .where(Observation.experiment_id.in_(ids))
+        .group_by(Observation.experiment_id)
     ).all()
     stats = {int(r[0]): ObservationStats(int(r[1]), float(r[2]), float(r[3])) for r in rows}
     return {i: stats.get(i, ObservationStats(0, 0.0, 0.0)) for i in ids}
@@ -73,7 +77,9 @@ def _feasible(observation: Observation, spec: ExperimentSpec) -> bool:
     return True
 
 
-def _candidates(session: Session, experiment: Experiment, spec: ExperimentSpec) -> list[Observation]:
+def _candidates(
+    session: Session, experiment: Experiment, spec: ExperimentSpec
+) -> list[Observation]:
     stmt = select(Observation).where(
         Observation.experiment_id == experiment.id,
         Observation.deleted.is_(False),
@@ -84,7 +90,9 @@ def _candidates(session: Session, experiment: Experiment, spec: ExperimentSpec) 
     return [o for o in session.scalars(stmt.order_by(Observation.id)) if _feasible(o, spec)]
 
 
-def best_observations(session: Session, experiment: Experiment, spec: ExperimentSpec) -> list[Observation]:
+def best_observations(
+    session: Session, experiment: Experiment, spec: ExperimentSpec
+) -> list[Observation]:
     """One best observation (single optimized metric) or the Pareto front (two)."""
     observations = _candidates(session, experiment, spec)
     optimized = spec.optimized_metrics
@@ -100,7 +108,9 @@ def best_observations(session: Session, experiment: Experiment, spec: Experiment
     return _pareto_front(observations, optimized)
 
 
-def _pareto_front(observations: list[Observation], metrics: tuple[Metric, ...]) -> list[Observation]:
+def _pareto_front(
+    observations: list[Observation], metrics: tuple[Metric, ...]
+) -> list[Observation]:
     def signed(o: Observation) -> tuple[float, ...]:
         return tuple(
             _value(o, m) * (1 if m.objective == "maximize" else -1)  # type: ignore[operator]

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 import redis
+from sqlalchemy import ColumnElement
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import exists
-from sqlalchemy import ColumnElement
 from sqlalchemy import func
 from sqlalchemy import literal
 from sqlalchemy import select
@@ -49,8 +49,9 @@ log = logging.getLogger(__name__)
 _RANDOM_TRIES = 32
 
 
-def check_point(spec: ExperimentSpec, assignments: Assignments, task: str | None,
-                prefix: str = "") -> None:
+def check_point(
+    spec: ExperimentSpec, assignments: Assignments, task: str | None, prefix: str = ""
+) -> None:
     """400 naming the field when assignments or task do not fit the experiment."""
     try:
         spec.validate_assignments(assignments, prefix=f"{prefix}assignments")
@@ -73,7 +74,9 @@ def check_task(spec: ExperimentSpec, task: str | None, field: str = "task") -> N
 
 def _duplicate_clause(experiment_id: int, key: str) -> ColumnElement[bool]:
     suggestion = exists().where(
-        Suggestion.experiment_id == experiment_id, Suggestion.key == key, Suggestion.deleted.is_(False)
+        Suggestion.experiment_id == experiment_id,
+        Suggestion.key == key,
+        Suggestion.deleted.is_(False),
     )
     observation = exists().where(
         Observation.experiment_id == experiment_id,
@@ -95,8 +98,15 @@ def get(session: Session, experiment: Experiment, suggestion_id: int) -> Suggest
     return suggestion
 
 
-def _store(session: Session, experiment: Experiment, assignments: Assignments, task: str | None,
-           source: str, metadata: dict[str, Any] | None, event: bool = True) -> Suggestion:
+def _store(
+    session: Session,
+    experiment: Experiment,
+    assignments: Assignments,
+    task: str | None,
+    source: str,
+    metadata: dict[str, Any] | None,
+    event: bool = True,
+) -> Suggestion:
     now = time.time()
     suggestion = Suggestion(
         experiment_id=experiment.id,
@@ -117,15 +127,26 @@ def _store(session: Session, experiment: Experiment, assignments: Assignments, t
     return suggestion
 
 
-def create_explicit(session: Session, experiment: Experiment, spec: ExperimentSpec,
-                    assignments: Assignments, task: str | None,
-                    metadata: dict[str, Any] | None) -> Suggestion:
+def create_explicit(
+    session: Session,
+    experiment: Experiment,
+    spec: ExperimentSpec,
+    assignments: Assignments,
+    task: str | None,
+    metadata: dict[str, Any] | None,
+) -> Suggestion:
     check_point(spec, assignments, task)
     return _store(session, experiment, assignments, task, "user", metadata)
 
 
-def serve(session: Session, client: redis.Redis, experiment: Experiment, spec: ExperimentSpec,
-          wait_s: float, metadata: dict[str, Any] | None) -> Suggestion:
+def serve(
+    session: Session,
+    client: redis.Redis,
+    experiment: Experiment,
+    spec: ExperimentSpec,
+    wait_s: float,
+    metadata: dict[str, Any] | None,
+) -> Suggestion:
     """The next suggestion: queued, else a fresh pool entry, else the next design point, else
     (after waiting up to ``wait_s`` for the suggester to refill the pool) a random point."""
     deadline: float | None = None
@@ -134,8 +155,11 @@ def serve(session: Session, client: redis.Redis, experiment: Experiment, spec: E
         if deadline is not None:
             session.rollback()  # hold no transaction open while blocked on Redis
             if remaining <= 0:
-                log.warning("experiment %s: no fresh suggestion within %.1fs; serving a random "
-                            "point", experiment.id, wait_s)
+                log.warning(
+                    "experiment %s: no fresh suggestion within %.1fs; serving a random point",
+                    experiment.id,
+                    wait_s,
+                )
                 break
         entry = pool.pop(client, experiment.id, wait_s=remaining)
         count, queued_id, duplicate = _serving_state(session, experiment.id, entry)
@@ -150,8 +174,15 @@ def serve(session: Session, client: redis.Redis, experiment: Experiment, spec: E
             if entry.observation_count >= count and not duplicate and _fits(spec, entry):
                 # Entries of one refill were chosen jointly, so taking one changes nothing for
                 # the others; only an emptied pool needs the suggester (it re-reads pending).
-                return _store(session, experiment, entry.assignments, entry.task, "pool",
-                              metadata, event=entry.left == 0)
+                return _store(
+                    session,
+                    experiment,
+                    entry.assignments,
+                    entry.task,
+                    "pool",
+                    metadata,
+                    event=entry.left == 0,
+                )
             continue  # stale, duplicate or no longer valid (bounds changed): drop it
         if deadline is not None:
             continue
@@ -173,8 +204,9 @@ def _fits(spec: ExperimentSpec, entry: pool.PoolEntry) -> bool:
     return True
 
 
-def _claim_queued(session: Session, experiment: Experiment, queued_id: int,
-                  metadata: dict[str, Any] | None) -> Suggestion | None:
+def _claim_queued(
+    session: Session, experiment: Experiment, queued_id: int, metadata: dict[str, Any] | None
+) -> Suggestion | None:
     """Serve a queued suggestion once; None when a concurrent request claimed it first."""
     claimed = session.execute(
         sql_delete(QueuedSuggestion)
@@ -186,24 +218,33 @@ def _claim_queued(session: Session, experiment: Experiment, queued_id: int,
     return _store(session, experiment, claimed[0], claimed[1], "queued", metadata)
 
 
-def _serving_state(session: Session, experiment_id: int,
-                   entry: pool.PoolEntry | None) -> tuple[int, int | None, bool]:
+def _serving_state(
+    session: Session, experiment_id: int, entry: pool.PoolEntry | None
+) -> tuple[int, int | None, bool]:
     """In one round trip: the live observation count (the freshness an entry needs), the
     oldest queued suggestion's id, and whether ``entry`` duplicates a live point."""
-    live = select(func.count()).where(
-        Observation.experiment_id == experiment_id, Observation.deleted.is_(False)
-    ).scalar_subquery()
-    queued = select(func.min(QueuedSuggestion.id)).where(
-        QueuedSuggestion.experiment_id == experiment_id
-    ).scalar_subquery()
-    duplicate = (_duplicate_clause(experiment_id, assignment_key(entry.assignments, entry.task))
-                 if entry is not None else literal(False))
+    live = (
+        select(func.count())
+        .where(Observation.experiment_id == experiment_id, Observation.deleted.is_(False))
+        .scalar_subquery()
+    )
+    queued = (
+        select(func.min(QueuedSuggestion.id))
+        .where(QueuedSuggestion.experiment_id == experiment_id)
+        .scalar_subquery()
+    )
+    duplicate = (
+        _duplicate_clause(experiment_id, assignment_key(entry.assignments, entry.task))
+        if entry is not None
+        else literal(False)
+    )
     row = session.execute(select(live, queued, duplicate)).one()
     return int(row[0]), row[1], bool(row[2])
 
 
-def _next_design_point(session: Session, experiment: Experiment,
-                       spec: ExperimentSpec) -> tuple[Assignments, str | None] | None:
+def _next_design_point(
+    session: Session, experiment: Experiment, spec: ExperimentSpec
+) -> tuple[Assignments, str | None] | None:
     size = initial_design_size(spec)
     while True:
         cursor = session.scalar(
@@ -219,8 +260,9 @@ def _next_design_point(session: Session, experiment: Experiment,
             return assignments, task
 
 
-def _random_point(session: Session, experiment: Experiment,
-                  spec: ExperimentSpec) -> tuple[Assignments, str | None]:
+def _random_point(
+    session: Session, experiment: Experiment, spec: ExperimentSpec
+) -> tuple[Assignments, str | None]:
     rng = np.random.default_rng()
     point = random_point(spec, rng)
     for _ in range(_RANDOM_TRIES):
@@ -230,8 +272,9 @@ def _random_point(session: Session, experiment: Experiment,
     return point
 
 
-def list_page(session: Session, experiment: Experiment,
-              query: SuggestionListQuery) -> tuple[list[Suggestion], int, dict[str, str | None]]:
+def list_page(
+    session: Session, experiment: Experiment, query: SuggestionListQuery
+) -> tuple[list[Suggestion], int, dict[str, str | None]]:
     stmt = select(Suggestion).where(
         Suggestion.experiment_id == experiment.id, Suggestion.deleted.is_(False)
     )
@@ -240,7 +283,9 @@ def list_page(session: Session, experiment: Experiment,
     return fetch_page(session, stmt, Suggestion.id, query)
 
 
-def update_metadata(session: Session, suggestion: Suggestion, metadata: dict[str, Any] | None) -> None:
+def update_metadata(
+    session: Session, suggestion: Suggestion, metadata: dict[str, Any] | None
+) -> None:
     suggestion.meta = metadata
     suggestion.updated = time.time()
     session.commit()
@@ -269,8 +314,13 @@ def delete_all(session: Session, experiment: Experiment, only_open: bool) -> int
 
 
 # ----------------------------------------------------------------------- queued suggestions
-def create_queued(session: Session, experiment: Experiment, spec: ExperimentSpec,
-                  assignments: Assignments, task: str | None) -> QueuedSuggestion:
+def create_queued(
+    session: Session,
+    experiment: Experiment,
+    spec: ExperimentSpec,
+    assignments: Assignments,
+    task: str | None,
+) -> QueuedSuggestion:
     check_point(spec, assignments, task)
     queued = QueuedSuggestion(
         experiment_id=experiment.id, assignments=assignments, task=task, created=time.time()
@@ -287,8 +337,9 @@ def get_queued(session: Session, experiment: Experiment, queued_id: int) -> Queu
     return queued
 
 
-def list_queued(session: Session, experiment: Experiment,
-                query: PageQuery) -> tuple[list[QueuedSuggestion], int, dict[str, str | None]]:
+def list_queued(
+    session: Session, experiment: Experiment, query: PageQuery
+) -> tuple[list[QueuedSuggestion], int, dict[str, str | None]]:
     stmt = select(QueuedSuggestion).where(QueuedSuggestion.experiment_id == experiment.id)
     return fetch_page(session, stmt, QueuedSuggestion.id, query)
 

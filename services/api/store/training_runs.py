@@ -34,7 +34,9 @@ FINISHED = ("completed", "failed", "lost", "stopped")
 
 
 def get(session: Session, principal: Principal, run_id: int) -> tuple[TrainingRun, Experiment]:
-    stmt = select(TrainingRun, Experiment).join(Experiment, Experiment.id == TrainingRun.experiment_id)
+    stmt = select(TrainingRun, Experiment).join(
+        Experiment, Experiment.id == TrainingRun.experiment_id
+    )
     stmt = stmt.where(TrainingRun.id == run_id)
     if not principal.is_service:
         stmt = stmt.where(Experiment.client_id == principal.client_id)
@@ -48,10 +50,14 @@ def create(session: Session, experiment: Experiment, body: TrainingRunCreate) ->
     """One run per suggestion: creating it again returns the existing run (idempotent)."""
     suggestion = session.get(Suggestion, body.suggestion)
     if suggestion is None or suggestion.experiment_id != experiment.id:
-        raise invalid("suggestion", f"No suggestion: {body.suggestion} for experiment: {experiment.id}")
+        raise invalid(
+            "suggestion", f"No suggestion: {body.suggestion} for experiment: {experiment.id}"
+        )
     if suggestion.deleted:
         raise invalid("suggestion", f"suggestion {suggestion.id} was deleted")
-    existing = session.scalar(select(TrainingRun).where(TrainingRun.suggestion_id == suggestion.id))
+    existing = session.scalar(
+        select(TrainingRun).where(TrainingRun.suggestion_id == suggestion.id)
+    )
     if existing is not None:
         return existing
     now = time.time()
@@ -73,16 +79,23 @@ def create(session: Session, experiment: Experiment, body: TrainingRunCreate) ->
 
 def _check_attempt(run: TrainingRun, attempt: int | None) -> None:
     if attempt is not None and attempt != run.attempt:
-        raise ApiError(409, f"Conflict in attempt: run {run.id} is at attempt {run.attempt}, "
-                       f"not {attempt}; this worker's attempt was superseded")
+        raise ApiError(
+            409,
+            f"Conflict in attempt: run {run.id} is at attempt {run.attempt}, "
+            f"not {attempt}; this worker's attempt was superseded",
+        )
 
 
-def update_one(session: Session, experiment: Experiment, run: TrainingRun,
-               body: TrainingRunUpdate) -> TrainingRun:
+def update_one(
+    session: Session, experiment: Experiment, run: TrainingRun, body: TrainingRunUpdate
+) -> TrainingRun:
     _check_attempt(run, body.attempt)
     if body.state == "running" and run.state != "queued" and not body.new_attempt:
-        raise ApiError(409, f"Conflict in state: run {run.id} attempt {run.attempt} is "
-                       f"{run.state}, not queued; another worker holds it")
+        raise ApiError(
+            409,
+            f"Conflict in state: run {run.id} attempt {run.attempt} is "
+            f"{run.state}, not queued; another worker holds it",
+        )
     now = time.time()
     state_changed = False
     if body.new_attempt:
@@ -113,8 +126,9 @@ def update_one(session: Session, experiment: Experiment, run: TrainingRun,
     return run
 
 
-def list_page(session: Session, experiment: Experiment,
-              query: TrainingRunListQuery) -> tuple[list[TrainingRun], int, dict[str, str | None]]:
+def list_page(
+    session: Session, experiment: Experiment, query: TrainingRunListQuery
+) -> tuple[list[TrainingRun], int, dict[str, str | None]]:
     stmt: Select[tuple[TrainingRun]] = select(TrainingRun).where(
         TrainingRun.experiment_id == experiment.id
     )
@@ -141,13 +155,17 @@ def add_checkpoint(session: Session, run: TrainingRun, body: CheckpointCreate) -
         created=time.time(),
     )
     session.add(checkpoint)
-    session.execute(update(TrainingRun).where(TrainingRun.id == run.id).values(
-        checkpoint_count=TrainingRun.checkpoint_count + 1, updated=time.time()))
+    session.execute(
+        update(TrainingRun)
+        .where(TrainingRun.id == run.id)
+        .values(checkpoint_count=TrainingRun.checkpoint_count + 1, updated=time.time())
+    )
     session.commit()
     return checkpoint
 
 
-def list_checkpoints(session: Session, run: TrainingRun,
-                     query: PageQuery) -> tuple[list[Checkpoint], int, dict[str, str | None]]:
+def list_checkpoints(
+    session: Session, run: TrainingRun, query: PageQuery
+) -> tuple[list[Checkpoint], int, dict[str, str | None]]:
     stmt = select(Checkpoint).where(Checkpoint.training_run_id == run.id)
     return fetch_page(session, stmt, Checkpoint.id, query)

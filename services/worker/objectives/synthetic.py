@@ -37,11 +37,17 @@ class _Synthetic(Objective):
         cost = task.cost if task is not None else 1.0
         return max(1, round(cost * int(config.get("max_epochs", 4))))
 
-    def run(self, assignments: Mapping[str, Any], task: Task | None, config: Mapping[str, Any],
-            context: RunContext) -> ObjectiveResult:
+    def run(
+        self,
+        assignments: Mapping[str, Any],
+        task: Task | None,
+        config: Mapping[str, Any],
+        context: RunContext,
+    ) -> ObjectiveResult:
         fidelity = task.cost if task is not None else 1.0
-        x = torch.tensor([[float(assignments[name]) for name in self.inputs] + [fidelity]],
-                         dtype=torch.float64)
+        x = torch.tensor(
+            [[float(assignments[name]) for name in self.inputs] + [fidelity]], dtype=torch.float64
+        )
         value = float(self.function()(x).item())
         epochs = self.epochs_for(task, config)
         seconds = float(config.get("sleep_per_cost", 0.0)) * fidelity / epochs

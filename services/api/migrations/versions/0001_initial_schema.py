@@ -9,7 +9,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -214,7 +213,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("checkpoints", schema=None) as batch_op:
         batch_op.create_index("ix_checkpoints_run_id", ["training_run_id", "id"], unique=False)
-
 
 
 def downgrade() -> None:
