@@ -76,26 +76,31 @@ def _presented_token() -> str | None:
     return None
 
 
-def _lookup(token: str) -> Principal | None:
-    service_token = current_app.config["SERVICE_TOKEN"]
-    if hmac.compare_digest(token.encode(), service_token.encode()):
+def principal_of(token_digest: str) -> Principal | None:
+    """Who a token (given by its digest) belongs to, or None for an unknown or revoked one."""
+    if hmac.compare_digest(token_digest, digest(current_app.config["SERVICE_TOKEN"])):
         return Principal(client_id=None, name="service")
+    row = (
+        get_session()
+        .execute(
+            select(Token.client_id, Client.name)
+            .join(Client, Client.id == Token.client_id)
+            .where(Token.digest == token_digest, Token.revoked.is_(False))
+        )
+        .first()
+    )
+    return Principal(client_id=row[0], name=row[1]) if row else None
+
+
+def _lookup(token: str) -> Principal | None:
+    """`principal_of`, cached for a few seconds per process (tokens are checked per request)."""
     cache: dict[str, tuple[float, Principal | None]] = current_app.extensions["token_cache"]
     key = digest(token)
     hit = cache.get(key)
     now = time.monotonic()
     if hit is not None and hit[0] > now:
         return hit[1]
-    row = (
-        get_session()
-        .execute(
-            select(Token.client_id, Client.name)
-            .join(Client, Client.id == Token.client_id)
-            .where(Token.digest == key, Token.revoked.is_(False))
-        )
-        .first()
-    )
-    principal = Principal(client_id=row[0], name=row[1]) if row else None
+    principal = principal_of(key)
     if len(cache) > 10_000:
         cache.clear()
     cache[key] = (now + _CACHE_SECONDS, principal)

@@ -11,38 +11,18 @@ from __future__ import annotations
 import hmac
 import secrets
 
-from flask import current_app
 from flask import g
 from flask import request
 from flask import session
-from sqlalchemy import select
 
 from services.api.auth import Principal
 from services.api.auth import digest
+from services.api.auth import principal_of
 from services.api.auth import require_token
-from services.api.db import get_session
 from services.api.errors import ApiError
-from services.api.models import Client
-from services.api.models import Token
 
 _KEY = "token_digest"
 _CSRF = "csrf"
-
-
-def principal_of(token_digest: str) -> Principal | None:
-    service = digest(current_app.config["SERVICE_TOKEN"])
-    if hmac.compare_digest(token_digest, service):
-        return Principal(client_id=None, name="service")
-    row = (
-        get_session()
-        .execute(
-            select(Token.client_id, Client.name)
-            .join(Client, Client.id == Token.client_id)
-            .where(Token.digest == token_digest, Token.revoked.is_(False))
-        )
-        .first()
-    )
-    return Principal(client_id=row[0], name=row[1]) if row else None
 
 
 def sign_in(token: str) -> Principal | None:
