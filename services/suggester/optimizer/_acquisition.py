@@ -13,7 +13,9 @@ Stage B scores each task ``m`` at the chosen ``x*`` by how much one observation 
 ``y(x*, m)`` would shrink the variance of ``f(x*, full)``, per unit cost:
 ``VR_m = Cov(f(x*, full), y(x*, m))^2 / (Var(y(x*, m)) Var(f(x*, full)))`` and
 ``score_m = VR_m / cost_m`` (summed over optimized metrics); the caller picks the best allowed
-task. See ``/work/shared/reference/multitask-bo.md`` section 1.3 for the rationale.
+task. This is a one-point, closed-form stand-in for "information about the full-cost optimum
+per unit cost", which cost-aware entropy search, MF-MES and multi-fidelity KG estimate at a much
+higher price (Swersky et al. 2013; Wu et al. 2019).
 """
 
 from __future__ import annotations
