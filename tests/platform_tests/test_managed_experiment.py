@@ -1,10 +1,13 @@
 """Managed multitask experiments run to completion through real processes, including when a
-worker is SIGKILLed mid-run and when the suggester is killed and restarted."""
+worker is SIGKILLed mid-run, when the suggester is killed and restarted, and when Redis
+crashes and comes back."""
 
 from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +15,7 @@ from tests.platform_tests.conftest import check_finished_experiment
 from tests.platform_tests.conftest import client_for
 from tests.services import HARTMANN
 from tests.services import Platform
+from tests.services import RedisServer
 from tests.services import wait_for
 
 pytestmark = pytest.mark.slow
@@ -93,14 +97,16 @@ def test_a_sigkilled_worker_run_is_retried_and_nothing_is_recorded_twice(live: P
     assert len(epochs) == len(set(epochs))  # resumed from its checkpoint, no epoch trained twice
 
 
-def test_killing_and_restarting_the_suggester_loses_and_duplicates_nothing(live: Platform) -> None:
+def _complete_despite(live: Platform, disrupt: Callable[[], None], sleep_per_cost: float) -> None:
+    """Start the services, run a managed hartmann experiment, call ``disrupt`` once a few
+    observations are in, and check that the experiment completes with the invariants."""
     _start(live)
     api = client_for(live)
     body = {
         **HARTMANN,
         "objective": {
             "name": "augmented_hartmann",
-            "config": {"sleep_per_cost": 1.0, "max_epochs": 2},
+            "config": {"sleep_per_cost": sleep_per_cost, "max_epochs": 2},
         },
     }
     eid = api.post("/experiments", body)["id"]
@@ -110,9 +116,7 @@ def test_killing_and_restarting_the_suggester_loses_and_duplicates_nothing(live:
         "a few observations",
         live,
     )
-    live.kill("suggester", signal.SIGKILL)
-    time.sleep(3)  # results arrive while no suggester runs
-    live.start("suggester2", "suggester")
+    disrupt()
     wait_for(
         lambda: api.get(f"/experiments/{eid}")["state"] == "completed",
         300,
@@ -120,3 +124,32 @@ def test_killing_and_restarting_the_suggester_loses_and_duplicates_nothing(live:
         live,
     )
     check_finished_experiment(api, eid)
+
+
+def test_killing_and_restarting_the_suggester_loses_and_duplicates_nothing(live: Platform) -> None:
+    def restart_suggester() -> None:
+        live.kill("suggester", signal.SIGKILL)
+        time.sleep(3)  # results arrive while no suggester runs
+        live.start("suggester2", "suggester")
+
+    _complete_despite(live, restart_suggester, sleep_per_cost=1.0)
+
+
+def test_a_redis_crash_mid_experiment_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    """Redis is SIGKILLed while runs are in flight and restarted from its append-only file
+    (as deployed): every service reconnects and the experiment completes."""
+    server = RedisServer(persistent=True)
+    server.start()
+    live = Platform(tmp_path, server.url, run_lease_s="4", heartbeat_s="0.5", max_attempts="3")
+
+    def crash_redis() -> None:
+        server.stop(signal.SIGKILL)
+        time.sleep(3)  # runs finish and heartbeat while Redis is gone
+        server.start()
+
+    try:
+        _complete_despite(live, crash_redis, sleep_per_cost=2.0)
+        assert all(process.poll() is None for process in live.running.values())
+    finally:
+        live.stop_all()
+        server.close()

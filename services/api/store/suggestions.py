@@ -148,8 +148,14 @@ def serve(
     metadata: dict[str, Any] | None,
 ) -> Suggestion:
     """The next suggestion: queued, else a fresh pool entry, else the next design point, else
-    (after waiting up to ``wait_s`` for the suggester to refill the pool) a random point."""
+    (after waiting up to ``wait_s`` for the suggester to refill the pool) a random point.
+
+    The pool is an accelerator, not the record: while Redis is unreachable the pool counts as
+    empty, nothing waits for it, and past the design a random point is served with source
+    ``"fallback"`` (logged), so a client's loop keeps going through a Redis outage.
+    """
     deadline: float | None = None
+    source = "random"
     while True:
         remaining = 0.0 if deadline is None else deadline - time.monotonic()
         if deadline is not None:
@@ -161,7 +167,15 @@ def serve(
                     wait_s,
                 )
                 break
-        entry = pool.pop(client, experiment.id, wait_s=remaining)
+        try:
+            entry = pool.pop(client, experiment.id, wait_s=remaining)
+        except redis.RedisError as exc:
+            log.warning(
+                "experiment %s: the suggestion pool is unreachable (%s); serving without it",
+                experiment.id,
+                exc,
+            )
+            entry, source = None, "fallback"
         count, queued_id, duplicate = _serving_state(session, experiment.id, entry)
         if queued_id is not None:
             if entry is not None:
@@ -184,16 +198,16 @@ def serve(
                     event=entry.left == 0,
                 )
             continue  # stale, duplicate or no longer valid (bounds changed): drop it
-        if deadline is not None:
-            continue
-        if spec.type == "random":
+        if deadline is None and spec.type != "random":
+            point = _next_design_point(session, experiment, spec)
+            if point is not None:
+                return _store(session, experiment, point[0], point[1], "design", metadata)
+        if spec.type == "random" or source == "fallback":
             break
-        point = _next_design_point(session, experiment, spec)
-        if point is not None:
-            return _store(session, experiment, point[0], point[1], "design", metadata)
-        deadline = time.monotonic() + wait_s
+        if deadline is None:
+            deadline = time.monotonic() + wait_s
     assignments, task = _random_point(session, experiment, spec)
-    return _store(session, experiment, assignments, task, "random", metadata)
+    return _store(session, experiment, assignments, task, source, metadata)
 
 
 def _fits(spec: ExperimentSpec, entry: pool.PoolEntry) -> bool:
