@@ -11,7 +11,8 @@
 
 Every problem's fidelities are ``s in {1/8, 1/4, 1/2, 1}`` (tasks ``s1``..``s8``, Hyperband
 steps 1, 2, 4, 8). Regret is the noise-free full-fidelity value of a configuration minus the
-optimum; the target ``tau`` is 1% of the function's range over the domain.
+optimum; a target is a regret of at most a fraction (1%, 0.1%) of the function's range over the
+domain (``span``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Problem:
     evaluate: Callable[[dict[str, Any], float, np.random.Generator], float | None]
     true_value: Callable[[dict[str, Any]], float]
     optimum: float
-    tau: float
+    span: float
     budget: float
 
     def definition(self, multitask: bool) -> dict[str, Any]:
@@ -77,7 +78,7 @@ def _botorch_problem(
         evaluate=lambda a, s, rng: value(a, s),
         true_value=lambda a: value(a, 1.0),
         optimum=float(function.optimal_value),
-        tau=0.01 * span,
+        span=span,
         budget=budget,
     )
 
@@ -157,7 +158,7 @@ def problems() -> dict[str, Problem]:
         evaluate=_mixed_evaluate,
         true_value=_err_inf,
         optimum=_MIXED_BASE,
-        tau=0.01 * _mixed_span(),
+        span=_mixed_span(),
         budget=25.0,
     )
     return {

@@ -3,7 +3,9 @@ observations``, at 16 concurrent keep-alive clients, on SQLite and PostgreSQL.
 
 Starts a real ``multitune api`` (gunicorn) per backend on this machine, fills the suggestion
 pool in Redis (no suggester runs, so every suggestion is a pool hit), and drives it from one
-asyncio load generator in this process. Prints one table.
+asyncio load generator in this process. Prints one table. Each backend's first row, ``GET
+/healthz`` (no token check, no database, no Redis), is the floor that gunicorn, Flask and the
+load generator set on this machine: no request can be served faster than that.
 
     python bench/api.py [--seconds 10] [--clients 16] [--workers 2] [--backends sqlite,postgresql]
 
@@ -67,12 +69,14 @@ class Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def post(self, path: str, body: dict) -> tuple[int, bytes]:
+    async def send(self, path: str, body: dict | None) -> tuple[int, bytes]:
+        """POST ``body`` as JSON, or GET when it is None."""
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-        payload = json.dumps(body).encode()
+        payload = b"" if body is None else json.dumps(body).encode()
+        method = "GET" if body is None else "POST"
         head = (
-            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {self.token}"
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {self.token}"
             f"\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
         )
         self.writer.write(head.encode() + payload)
@@ -110,7 +114,7 @@ async def _drive(
             if interval:
                 await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
             started = scheduled if interval else time.perf_counter()
-            status, _ = await conn.post(path, make_body(rng))
+            status, _ = await conn.send(path, make_body(rng))
             latencies.append(time.perf_counter() - started)
             errors += status != 200
             scheduled += interval
@@ -161,6 +165,7 @@ def bench_backend(backend: str, args: argparse.Namespace, redis_url: str) -> lis
             for (name, path, body), (load, rate) in [
                 (t, load)
                 for t in [
+                    ("GET /healthz (the server's floor)", "/healthz", lambda r: None),
                     (
                         "POST suggestions (pool hit)",
                         f"/v1/experiments/{eid}/suggestions",
