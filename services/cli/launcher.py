@@ -163,12 +163,14 @@ def start_platform(settings: Settings, port: int, workers: int, flower_port: int
     return supervisor
 
 
-def _sigterm_as_interrupt() -> None:
-    """Stop the children on SIGTERM too (Ctrl-C already raises KeyboardInterrupt)."""
+def _stop_on_ctrl_c_and_sigterm() -> None:
+    """Stop the children on Ctrl-C and on SIGTERM. SIGINT is set explicitly because a process
+    started as a shell's background job inherits it ignored, and Python then leaves it so."""
 
     def interrupt(*_: object) -> None:
         raise KeyboardInterrupt
 
+    signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
 
 
@@ -203,7 +205,7 @@ def _with_platform_options(fn: Any) -> Any:
 @click.pass_obj
 def up(settings: Settings, port: int, workers: int, flower_port: int) -> None:
     """Start everything on this machine; Ctrl-C stops it."""
-    _sigterm_as_interrupt()
+    _stop_on_ctrl_c_and_sigterm()
     supervisor = start_platform(settings, port, workers, flower_port)
     click.echo(
         f"API     {supervisor.settings.api_url}  (token: multitune token create --name NAME)"
@@ -248,7 +250,7 @@ def demo(
     from services.api.db import migrate
     from services.cli.experiments import load_definition
 
-    _sigterm_as_interrupt()
+    _stop_on_ctrl_c_and_sigterm()
     supervisor = start_platform(settings, port, workers, flower_port)
     try:
         engine = make_engine(supervisor.settings.database_url)

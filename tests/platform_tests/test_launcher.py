@@ -66,6 +66,8 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
         cwd=REPO,
         stdout=log,
         stderr=subprocess.STDOUT,
+        # as a shell's background job gets it: Ctrl-C must still stop everything
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s=120, process=up)
