@@ -48,6 +48,9 @@ def create_app(settings: Settings | None = None, *, start_relay: bool = True) ->
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=12 * 3600,
+        # Only a request that changes the session sets its cookie: a page's poll still in flight
+        # when the user logs out must not answer with the old cookie and sign them back in.
+        SESSION_REFRESH_EACH_REQUEST=False,
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.converters["id"] = IdConverter

@@ -414,6 +414,12 @@ def test_dashboard_session_reads_but_never_writes(
     other = make_token("globex")
     client.post("/logout", data={"csrf": _csrf(client)})
     assert client.get(url).status_code == 401
+    # A chart poll sent before the logout and answered after it carries the old cookie: its
+    # answer must not set that cookie again (the browser race a dashboard test once hit).
+    client.set_cookie("multitune_session", cookie.value)
+    late_poll = client.get(url)
+    assert late_poll.status_code == 200 and "Set-Cookie" not in late_poll.headers
+    client.post("/logout", data={"csrf": _csrf(client)})
     client.post(
         "/login",
         data={"token": other["Authorization"].removeprefix("Bearer "), "csrf": _csrf(client)},
