@@ -51,23 +51,11 @@ class Managed:
         experiment = history.experiment
         eid = int(experiment["id"])
         state = experiment["state"]
-        runs = list(self._api.iterate(f"/experiments/{eid}/training_runs"))
         if state == "deleted":
             return False
-        by_suggestion = {r["suggestion"]: r for r in runs}
-        for run in runs:
-            if run["state"] == "paused" and state == "active":
-                self._retry(history, run)
-            elif run["state"] == "paused" and state == "stopped":
-                self._stopped(run)
-        for run in runs:
-            if run["state"] == "running":
-                self._reap_if_lost(history, run)
-        if state == "active":
-            for suggestion in history.open_suggestions:
-                if suggestion["id"] not in by_suggestion:  # left by a crash before its run existed
-                    self._start(history, suggestion)
-        runs = list(self._api.iterate(f"/experiments/{eid}/training_runs", state="all"))
+        runs = self._unfinished_runs(eid)
+        if self._look_after(history, runs):
+            runs = self._unfinished_runs(eid)
         in_flight = [r for r in runs if r["state"] in IN_FLIGHT]
         consumed = float(experiment["progress"]["observation_budget_consumed"])
         budget = float(experiment["observation_budget"])
@@ -83,6 +71,31 @@ class Managed:
             self._fill(history, slots, budget - committed)
             return True
         return bool(in_flight)
+
+    def _unfinished_runs(self, eid: int) -> list[dict[str, Any]]:
+        return list(self._api.iterate(f"/experiments/{eid}/training_runs", state="unfinished"))
+
+    def _look_after(self, history: History, runs: list[dict[str, Any]]) -> bool:
+        """Resume or stop paused runs, reap lost ones, and start a run for any open suggestion
+        left without one by a crash. Returns True if it changed a run."""
+        state = history.experiment["state"]
+        acted = False
+        for run in runs:
+            if run["state"] == "paused" and state in ("active", "stopped"):
+                if state == "active":
+                    self._retry(history, run)
+                else:
+                    self._stopped(run)
+                acted = True
+            elif run["state"] == "running":
+                acted |= self._reap_if_lost(history, run)
+        if state == "active":
+            with_run = {r["suggestion"] for r in runs}
+            for suggestion in history.open_suggestions:
+                if suggestion["id"] not in with_run:
+                    self._start(history, suggestion)
+                    acted = True
+        return acted
 
     def _fill(self, history: History, slots: int, budget_left: float) -> None:
         eid = int(history.experiment["id"])
@@ -151,10 +164,11 @@ class Managed:
         )
         self._send(history, run)
 
-    def _reap_if_lost(self, history: History, run: dict[str, Any]) -> None:
+    def _reap_if_lost(self, history: History, run: dict[str, Any]) -> bool:
+        """Retry or fail a run whose lease ran out; True if it did."""
         last_sign = run["heartbeat"] or run["started"] or run["updated"]
         if self._clock() - float(last_sign) <= self._settings.run_lease_s:
-            return
+            return False
         try:
             if run["attempt"] < self._settings.max_attempts:
                 log.warning(
@@ -176,6 +190,7 @@ class Managed:
         except ApiRequestError as exc:
             if exc.status != 409:  # 409: the run moved on meanwhile (a result arrived)
                 raise
+        return True
 
     # ------------------------------------------------------------------ results
     def handle_result(self, result: TrainResult) -> None:

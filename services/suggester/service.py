@@ -45,6 +45,10 @@ LEASE_CHECK_S = 1.0
 RECLAIM_IDLE_MS = 60_000
 #: Events after which even a pool computed from the current observation count is outdated.
 _FORCE_REFILL = {"experiment.updated", "observation.updated", "observation.deleted"}
+#: Events that a managed experiment's own loop causes (this service's writes, a worker claiming
+#: a run). Its results come on the results stream and the lease check refreshes it every second
+#: while runs are in flight, so these echoes need no refresh of their own.
+_MANAGED_ECHOES = {"suggestion.created", "observation.created", "training_run.updated"}
 
 
 class Suggester:
@@ -65,6 +69,8 @@ class Suggester:
         self._unacked: dict[int, set[bytes]] = defaultdict(set)
         #: Managed experiments with runs in flight, checked for lost leases every second.
         self._watched: set[int] = set()
+        #: Experiments known to be managed (an objective never goes away).
+        self._managed_ids: set[int] = set()
         self._cursor = "0"  # first read our own pending entries, then new ones
         self._next_sweep = 0.0
         self._next_lease_check = 0.0
@@ -154,6 +160,9 @@ class Suggester:
             log.error("dropping malformed event %s", entry_id)
             self._redis.xack(EVENTS_STREAM, SUGGESTER_GROUP, entry_id)
             return
+        if event.experiment_id in self._managed_ids and event.type in _MANAGED_ECHOES:
+            self._redis.xack(EVENTS_STREAM, SUGGESTER_GROUP, entry_id)
+            return
         self._dirty[event.experiment_id].add(event.type)
         self._unacked[event.experiment_id].add(entry_id)
 
@@ -177,9 +186,11 @@ class Suggester:
             if exc.status == 404:
                 pools.drop(self._redis, eid)
                 self._watched.discard(eid)
+                self._managed_ids.discard(eid)
                 return
             raise
         if h.experiment.get("objective"):
+            self._managed_ids.add(eid)
             if self._managed.schedule(h):
                 self._watched.add(eid)
             else:

@@ -58,8 +58,14 @@ def test_claim_heartbeat_and_attempt_fencing(
         headers=auth,
     )
     assert late_checkpoint.status_code == 409
+    listing = f"/v1/experiments/{run['experiment']}/training_runs"
+    assert client.get(f"{listing}?state=unfinished", headers=auth).json["count"] == 1
     done = client.put(path, json={"state": "completed", "attempt": 2}, headers=auth).json
     assert done["finished"] is True and done["completed"] is not None
+    assert client.get(f"{listing}?state=unfinished", headers=auth).json["count"] == 0
+    assert client.get(f"{listing}?state=completed", headers=auth).json["count"] == 1
+    bad = client.get(f"{listing}?state=done", headers=auth)
+    assert bad.status_code == 400 and "state" in bad.json["message"]
 
 
 def test_thousands_of_checkpoints_are_kept_and_paged(

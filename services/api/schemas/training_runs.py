@@ -40,7 +40,8 @@ class TrainingRunUpdate(StrictModel):
 
 
 class TrainingRunListQuery(PageQuery):
-    state: RunState | Literal["all"] = "all"
+    #: ``unfinished``: queued, running or paused (what a scheduler has to look after).
+    state: RunState | Literal["all", "unfinished"] = "all"
 
 
 class CheckpointCreate(StrictModel):

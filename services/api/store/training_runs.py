@@ -132,7 +132,9 @@ def list_page(
     stmt: Select[tuple[TrainingRun]] = select(TrainingRun).where(
         TrainingRun.experiment_id == experiment.id
     )
-    if query.state != "all":
+    if query.state == "unfinished":
+        stmt = stmt.where(TrainingRun.state.not_in(FINISHED))
+    elif query.state != "all":
         stmt = stmt.where(TrainingRun.state == query.state)
     return fetch_page(session, stmt, TrainingRun.id, query)
 
