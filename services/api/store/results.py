@@ -53,21 +53,22 @@ def observation_stats(session: Session, experiment_id: int) -> ObservationStats:
     return observation_stats_many(session, [experiment_id])[experiment_id]
 
 
-def _value(observation: Observation, metric: Metric) -> float | None:
-    for v in observation.values:
+Values = list[dict[str, Any]]
+
+
+def _value(values: Values, metric: Metric) -> float | None:
+    for v in values:
         if v.get("name") in (metric.name, None):
             return float(v["value"])
     return None
 
 
-def _feasible(observation: Observation, spec: ExperimentSpec) -> bool:
-    """Not failed, has every optimized value, and meets every metric threshold."""
-    if observation.failed:
-        return False
+def _feasible(values: Values, spec: ExperimentSpec) -> bool:
+    """Has every optimized value and meets every metric threshold."""
     for metric in spec.metrics:
         if metric.strategy == "store":
             continue
-        value = _value(observation, metric)
+        value = _value(values, metric)
         if value is None:
             if metric.strategy == "optimize":
                 return False
@@ -79,53 +80,54 @@ def _feasible(observation: Observation, spec: ExperimentSpec) -> bool:
 
 def _candidates(
     session: Session, experiment: Experiment, spec: ExperimentSpec
-) -> list[Observation]:
-    stmt = select(Observation).where(
+) -> list[tuple[int, Values]]:
+    """(id, values) of the feasible observations that may be best, oldest first. Only two
+    columns: this runs on every experiment fetch, over every full-cost observation."""
+    stmt = select(Observation.id, Observation.values).where(
         Observation.experiment_id == experiment.id,
         Observation.deleted.is_(False),
         Observation.failed.is_(False),
     )
     if spec.is_multitask:
         stmt = stmt.where(Observation.cost == 1.0)
-    return [o for o in session.scalars(stmt.order_by(Observation.id)) if _feasible(o, spec)]
+    rows = session.execute(stmt.order_by(Observation.id)).tuples()
+    return [(i, values) for i, values in rows if _feasible(values, spec)]
 
 
 def best_observations(
     session: Session, experiment: Experiment, spec: ExperimentSpec
 ) -> list[Observation]:
     """One best observation (single optimized metric) or the Pareto front (two)."""
-    observations = _candidates(session, experiment, spec)
+    candidates = _candidates(session, experiment, spec)
     optimized = spec.optimized_metrics
-    if not observations:
+    if not candidates:
         return []
     if len(optimized) == 1:
         metric = optimized[0]
-        best = observations[0]
-        for o in observations[1:]:
-            if metric.better(_value(o, metric), _value(best, metric)):  # type: ignore[arg-type]
-                best = o
-        return [best]
-    return _pareto_front(observations, optimized)
+        best = candidates[0]
+        for c in candidates[1:]:
+            if metric.better(_value(c[1], metric), _value(best[1], metric)):  # type: ignore[arg-type]
+                best = c
+        ids = [best[0]]
+    else:
+        ids = _pareto_front(candidates, optimized)
+    chosen = session.scalars(select(Observation).where(Observation.id.in_(ids))).all()
+    return sorted(chosen, key=lambda o: o.id)
 
 
-def _pareto_front(
-    observations: list[Observation], metrics: tuple[Metric, ...]
-) -> list[Observation]:
-    def signed(o: Observation) -> tuple[float, ...]:
+def _pareto_front(candidates: list[tuple[int, Values]], metrics: tuple[Metric, ...]) -> list[int]:
+    def signed(values: Values) -> tuple[float, ...]:
         return tuple(
-            _value(o, m) * (1 if m.objective == "maximize" else -1)  # type: ignore[operator]
+            _value(values, m) * (1 if m.objective == "maximize" else -1)  # type: ignore[operator]
             for m in metrics
         )
 
-    points = [(signed(o), o) for o in observations]
-    front = []
-    for p, o in points:
-        dominated = any(
-            all(a >= b for a, b in zip(q, p, strict=True)) and q != p for q, _ in points
-        )
-        if not dominated:
-            front.append(o)
-    return front
+    points = [(signed(values), i) for i, values in candidates]
+    return [
+        i
+        for p, i in points
+        if not any(all(a >= b for a, b in zip(q, p, strict=True)) and q != p for q, _ in points)
+    ]
 
 
 def progress(session: Session, experiment: Experiment, spec: ExperimentSpec) -> dict[str, Any]:
