@@ -184,8 +184,13 @@ class Managed:
                     run["id"],
                     run["attempt"],
                 )
-                self._record(
-                    run, failed=True, values=[], reason="lost", traceback=None, state="lost"
+                self._finish(
+                    int(run["id"]),
+                    int(run["attempt"]),
+                    state="lost",
+                    values=None,
+                    reason="lost",
+                    traceback=None,
                 )
         except ApiRequestError as exc:
             if exc.status != 409:  # 409: the run moved on meanwhile (a result arrived)
@@ -195,36 +200,24 @@ class Managed:
     # ------------------------------------------------------------------ results
     def handle_result(self, result: TrainResult) -> None:
         """Record one attempt's outcome; results of superseded attempts are ignored."""
-        try:
-            run = self._api.get(f"/training_runs/{result.run_id}")
-        except ApiRequestError as exc:
-            if exc.status == 404:
-                return
-            raise
-        if run["attempt"] != result.attempt or run["state"] not in IN_FLIGHT:
-            log.info(
-                "ignoring result of run %s attempt %s (run is at attempt %s, %s)",
-                result.run_id,
-                result.attempt,
-                run["attempt"],
-                run["state"],
-            )
-            return
-        try:
-            if result.stopped:
-                self._stopped(run)
-            else:
-                self._record(
-                    run,
-                    failed=result.failed,
-                    values=result.values,
-                    reason=result.reason,
-                    traceback=result.traceback,
-                    state="failed" if result.failed else "completed",
-                )
-        except ApiRequestError as exc:
-            if exc.status != 409:
+        if result.stopped:
+            try:
+                run = self._api.get(f"/training_runs/{result.run_id}")
+            except ApiRequestError as exc:
+                if exc.status == 404:
+                    return
                 raise
+            if run["attempt"] == result.attempt and run["state"] in IN_FLIGHT:
+                self._stopped(run)
+            return
+        self._finish(
+            result.run_id,
+            result.attempt,
+            state="failed" if result.failed else "completed",
+            values=None if result.failed else result.values,
+            reason=result.reason,
+            traceback=result.traceback,
+        )
 
     def _stopped(self, run: dict[str, Any]) -> None:
         if run["experiment_state"] == "paused":
@@ -237,42 +230,31 @@ class Managed:
         )
         self._api.delete(f"/experiments/{run['experiment']}/suggestions/{run['suggestion']}")
 
-    def _record(
+    def _finish(
         self,
-        run: dict[str, Any],
+        run_id: int,
+        attempt: int,
         *,
-        failed: bool,
-        values: list[dict[str, Any]],
+        state: str,
+        values: list[dict[str, Any]] | None,
         reason: str | None,
         traceback: str | None,
-        state: str,
     ) -> None:
-        body: dict[str, Any] = {
-            "suggestion": run["suggestion"],
-            "metadata": {"training_run": run["id"], "attempt": run["attempt"]},
-        }
-        if failed:
-            body["failed"] = True
-            if reason:
-                body["metadata"]["failure_reason"] = reason[:500]
-        else:
+        """Record the observation and the run's final state in one call. A 409 means the
+        attempt was superseded or the run already ended (a redelivered result): ignored."""
+        body: dict[str, Any] = {"attempt": attempt, "state": state}
+        if values is not None:
             body["values"] = values
-        try:
-            self._api.post(
-                f"/experiments/{run['experiment']}/observations",
-                body,
-                headers={"Idempotency-Key": f"training-run-{run['id']}"},
-            )
-        except ApiRequestError as exc:
-            if exc.status != 400 or "deleted" not in exc.message:
-                raise
-            state = "stopped"  # the user deleted the suggestion while it trained
-        update: dict[str, Any] = {"state": state, "attempt": run["attempt"]}
         if reason:
-            update["failure_reason"] = reason[:2000]
+            body["failure_reason"] = reason[:2000]
         if traceback:
-            update["traceback"] = traceback[-60000:]
-        self._api.put(f"/training_runs/{run['id']}", update)
+            body["traceback"] = traceback[-60000:]
+        try:
+            self._api.post(f"/training_runs/{run_id}/result", body)
+        except ApiRequestError as exc:
+            if exc.status not in (404, 409):
+                raise
+            log.info("ignoring result of run %s attempt %s: %s", run_id, attempt, exc.message)
 
 
 def _task(run: dict[str, Any]) -> str | None:

@@ -68,6 +68,71 @@ def test_claim_heartbeat_and_attempt_fencing(
     assert bad.status_code == 400 and "state" in bad.json["message"]
 
 
+def _observations(client: FlaskClient, auth: dict[str, str], eid: str) -> list[dict[str, Any]]:
+    listed: list[dict[str, Any]] = client.get(
+        f"/v1/experiments/{eid}/observations", headers=auth
+    ).json["data"]
+    return listed
+
+
+def test_a_result_records_the_observation_and_the_final_state_together(
+    client: FlaskClient, auth: dict[str, str], run: dict[str, Any]
+) -> None:
+    path = f"/v1/training_runs/{run['id']}"
+    client.put(path, json={"state": "running", "attempt": 1, "worker": "w1"}, headers=SERVICE)
+    client.put(path, json={"new_attempt": True, "attempt": 1}, headers=SERVICE)
+    result = {"attempt": 2, "state": "completed", "values": [{"name": "accuracy", "value": 0.7}]}
+    late = client.post(f"{path}/result", json={**result, "attempt": 1}, headers=SERVICE)
+    assert late.status_code == 409 and "attempt" in late.json["message"]
+    for bad, field in (
+        ({**result, "values": None}, "values"),
+        ({**result, "values": [{"name": "nope", "value": 1}]}, "values"),
+        ({**result, "state": "running"}, "state"),
+    ):
+        response = client.post(f"{path}/result", json=bad, headers=SERVICE)
+        assert response.status_code == 400 and field in response.json["message"], bad
+    assert _observations(client, auth, run["experiment"]) == []
+
+    done = client.post(f"{path}/result", json=result, headers=SERVICE)
+    assert done.status_code == 200, done.json
+    assert done.json["state"] == "completed" and done.json["observation"] is not None
+    [observation] = _observations(client, auth, run["experiment"])
+    assert observation["id"] == done.json["observation"]
+    assert observation["suggestion"] == run["suggestion"] and observation["value"] == 0.7
+    assert observation["metadata"] == {"training_run": int(run["id"]), "attempt": 2}
+    again = client.post(f"{path}/result", json=result, headers=SERVICE)  # a redelivered result
+    assert again.status_code == 409 and "completed" in again.json["message"]
+    assert len(_observations(client, auth, run["experiment"])) == 1
+
+
+def test_a_failed_result_and_a_deleted_suggestion(
+    client: FlaskClient, auth: dict[str, str], run: dict[str, Any]
+) -> None:
+    failed = client.post(
+        f"/v1/training_runs/{run['id']}/result",
+        json={"attempt": 1, "state": "failed", "failure_reason": "CUDA OOM", "traceback": "tb"},
+        headers=SERVICE,
+    ).json
+    assert failed["state"] == "failed" and failed["failure_reason"] == "CUDA OOM"
+    [observation] = _observations(client, auth, run["experiment"])
+    assert observation["failed"] is True
+    assert observation["metadata"]["failure_reason"] == "CUDA OOM"
+
+    eid = run["experiment"]
+    s = client.post(f"/v1/experiments/{eid}/suggestions", headers=auth).json
+    other = client.post(
+        f"/v1/experiments/{eid}/training_runs", json={"suggestion": s["id"]}, headers=auth
+    ).json
+    client.delete(f"/v1/experiments/{eid}/suggestions/{s['id']}", headers=auth)
+    stopped = client.post(
+        f"/v1/training_runs/{other['id']}/result",
+        json={"attempt": 1, "state": "completed", "values": [{"value": 0.9}]},
+        headers=SERVICE,
+    ).json
+    assert stopped["state"] == "stopped" and stopped["observation"] is None
+    assert len(_observations(client, auth, eid)) == 1
+
+
 def test_thousands_of_checkpoints_are_kept_and_paged(
     database_url: str, client: FlaskClient, auth: dict[str, str], run: dict[str, Any]
 ) -> None:

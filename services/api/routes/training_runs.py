@@ -19,6 +19,7 @@ from services.api.schemas.common import PageQuery
 from services.api.schemas.training_runs import CheckpointCreate
 from services.api.schemas.training_runs import TrainingRunCreate
 from services.api.schemas.training_runs import TrainingRunListQuery
+from services.api.schemas.training_runs import TrainingRunResult
 from services.api.schemas.training_runs import TrainingRunUpdate
 from services.api.store import experiments
 from services.api.store import training_runs as store
@@ -97,6 +98,20 @@ def update(run_id: int, body: TrainingRunUpdate) -> Response:
     session = get_session()
     run, experiment = store.get(session, current_principal(), run_id)
     store.update_one(session, experiment, run, body)
+    return jsonify(_runs_json(session, experiment, [run])[0])
+
+
+@bp.endpoint(
+    "POST",
+    "/training_runs/<id:run_id>/result",
+    "Record how an attempt ended: its observation and the run's final state, atomically",
+    body=TrainingRunResult,
+    returns="training_run",
+)
+def finish(run_id: int, body: TrainingRunResult) -> Response:
+    session = get_session()
+    run, experiment = store.get(session, current_principal(), run_id)
+    store.finish(session, experiment, experiments.spec(experiment), run, body)
     return jsonify(_runs_json(session, experiment, [run])[0])
 
 

@@ -39,6 +39,17 @@ class TrainingRunUpdate(StrictModel):
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
 
 
+class TrainingRunResult(StrictModel):
+    """How an attempt ended: recorded with its observation in one transaction. ``values`` for a
+    completed run; ``failed`` and ``lost`` record a failed observation."""
+
+    attempt: Annotated[int, Field(ge=1)]
+    state: Literal["completed", "failed", "lost"]
+    values: Annotated[list[MetricValue], Field(min_length=1, max_length=50)] | None = None
+    failure_reason: Annotated[str, Field(max_length=2000)] | None = None
+    traceback: Annotated[str, Field(max_length=MAX_LOG_CHARS)] | None = None
+
+
 class TrainingRunListQuery(PageQuery):
     #: ``unfinished``: queued, running or paused (what a scheduler has to look after).
     state: RunState | Literal["all", "unfinished"] = "all"

@@ -115,7 +115,7 @@ def _same(observation: Observation, values: list[dict[str, Any]], failed: bool) 
     return observation.failed == failed and observation.values == values
 
 
-def _build(
+def build(
     session: Session,
     experiment: Experiment,
     spec: ExperimentSpec,
@@ -123,6 +123,8 @@ def _build(
     prefix: str,
     idempotency_key: str | None,
 ) -> Observation:
+    """The observation of ``body``, added to the session (not committed); a live observation of
+    the same suggestion with the same outcome is returned instead (a retry)."""
     values = _values(spec, body, prefix)
     suggestion, assignments, task = _point(session, experiment, spec, body, prefix)
     failed = bool(body.failed)
@@ -195,7 +197,7 @@ def create_many(
             if idempotency_key is not None:
                 key = idempotency_key if not prefix else f"{idempotency_key}#{i}"
             item_prefix = f"{prefix}[{i}]." if prefix else ""
-            built.append(_build(session, experiment, spec, body, item_prefix, key))
+            built.append(build(session, experiment, spec, body, item_prefix, key))
         if any(o.id is None for o in built):
             outbox.record(session, "observation.created", experiment)
         session.commit()

@@ -12,6 +12,7 @@ import time
 from sqlalchemy import Select
 from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.api import outbox
@@ -24,11 +25,15 @@ from services.api.models import Experiment
 from services.api.models import Suggestion
 from services.api.models import TrainingRun
 from services.api.schemas.common import PageQuery
+from services.api.schemas.observations import ObservationCreate
 from services.api.schemas.training_runs import CheckpointCreate
 from services.api.schemas.training_runs import TrainingRunCreate
 from services.api.schemas.training_runs import TrainingRunListQuery
+from services.api.schemas.training_runs import TrainingRunResult
 from services.api.schemas.training_runs import TrainingRunUpdate
+from services.api.store import observations
 from services.api.store.paging import fetch_page
+from shared.space import ExperimentSpec
 
 FINISHED = ("completed", "failed", "lost", "stopped")
 
@@ -123,6 +128,60 @@ def update_one(
     if state_changed:
         outbox.record(session, "training_run.updated", experiment)
     session.commit()
+    return run
+
+
+def finish(
+    session: Session,
+    experiment: Experiment,
+    spec: ExperimentSpec,
+    run: TrainingRun,
+    body: TrainingRunResult,
+) -> TrainingRun:
+    """Record how the current attempt ended: its observation (failed unless ``completed``) and the
+    run's final state, in one transaction, so no crash can leave one without the other. A
+    superseded attempt, or a run no longer queued or running, is a 409 and changes nothing; a
+    run whose suggestion (or experiment) was deleted while it trained ends ``stopped``, without
+    an observation."""
+    _check_attempt(run, body.attempt)
+    if run.state not in ("queued", "running"):
+        raise ApiError(409, f"Conflict in state: run {run.id} is {run.state}, not in flight")
+    completed = body.state == "completed"
+    if completed and body.values is None:
+        raise invalid("values", "a completed run reports its metric values")
+    if not completed and body.values is not None:
+        raise invalid("values", f"a {body.state} run reports no values")
+    now = time.time()
+    suggestion = session.get(Suggestion, run.suggestion_id)
+    if suggestion is None or suggestion.deleted or experiment.state == "deleted":
+        run.state = "stopped"
+    else:
+        metadata: dict[str, object] = {"training_run": run.id, "attempt": run.attempt}
+        if not completed and body.failure_reason:
+            metadata["failure_reason"] = body.failure_reason[:500]
+        observation = ObservationCreate(
+            suggestion=suggestion.id,
+            values=body.values,
+            failed=None if completed else True,
+            metadata=metadata,
+        )
+        observations.build(session, experiment, spec, observation, "", f"training-run-{run.id}")
+        outbox.record(session, "observation.created", experiment)
+        run.state = body.state
+    run.completed = now
+    run.updated = now
+    if body.failure_reason:
+        run.failure_reason = body.failure_reason
+    if body.traceback:
+        run.traceback = body.traceback
+    outbox.record(session, "training_run.updated", experiment)
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise ApiError(
+            409, f"Conflict: suggestion {run.suggestion_id} was observed concurrently"
+        ) from exc
     return run
 
 
