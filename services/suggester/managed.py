@@ -117,14 +117,14 @@ class Managed:
                     eid,
                     candidate.info.get("error"),
                 )
-            body: dict[str, Any] = {
+            suggestion: dict[str, Any] = {
                 "assignments": candidate.assignments,
                 "metadata": {"source": candidate.source},
             }
             if candidate.task is not None:
-                body["task"] = candidate.task
-            suggestion = self._api.post(f"/experiments/{eid}/suggestions", body)
-            self._start(history, suggestion)
+                suggestion["task"] = candidate.task
+            run = self._api.post(f"/experiments/{eid}/training_runs", {"suggestion": suggestion})
+            self._send(history, run)
             budget_left -= history.spec.task_cost(candidate.task)
 
     def _start(self, history: History, suggestion: dict[str, Any]) -> None:

@@ -33,6 +33,35 @@ def test_create_is_idempotent_per_suggestion(
     assert listed["count"] == 1
 
 
+def test_a_new_suggestion_and_its_run_are_created_together(
+    client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any]
+) -> None:
+    eid = experiment["id"]
+    path = f"/v1/experiments/{eid}/training_runs"
+    point = {"assignments": {"x": 1, "lr": 0.01, "n": 3, "opt": "sgd"}, "task": "full"}
+    for bad, field in (
+        (
+            {**point, "assignments": {**point["assignments"], "x": 10**6}},
+            "suggestion.assignments.x",
+        ),
+        ({**point, "task": "nope"}, "suggestion.task"),
+        ({"task": "full"}, "suggestion"),
+    ):
+        response = client.post(path, json={"suggestion": bad}, headers=auth)
+        assert response.status_code == 400 and field in response.json["message"], response.json
+    listed = client.get(f"/v1/experiments/{eid}/suggestions", headers=auth).json
+    assert listed["count"] == 0  # nothing half-created
+    run = client.post(
+        path, json={"suggestion": {**point, "metadata": {"source": "model"}}}, headers=auth
+    ).json
+    assert run["state"] == "queued" and run["assignments"] == point["assignments"]
+    suggestion = client.get(
+        f"/v1/experiments/{eid}/suggestions/{run['suggestion']}", headers=auth
+    ).json
+    assert suggestion["state"] == "open" and suggestion["metadata"] == {"source": "model"}
+    assert suggestion["task"]["name"] == "full"
+
+
 def test_claim_heartbeat_and_attempt_fencing(
     client: FlaskClient, auth: dict[str, str], run: dict[str, Any]
 ) -> None:

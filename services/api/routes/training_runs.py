@@ -55,14 +55,15 @@ def _runs_json(session: Session, experiment: Experiment, runs: list[TrainingRun]
 @bp.endpoint(
     "POST",
     "/experiments/<id:experiment_id>/training_runs",
-    "Create the training run of a suggestion (again: returns the existing one)",
+    "Create the training run of a suggestion (again: returns the existing one), or a new "
+    "suggestion and its run together",
     body=TrainingRunCreate,
     returns="training_run",
 )
 def create(experiment_id: int, body: TrainingRunCreate) -> Response:
     session = get_session()
     experiment = experiments.get_writable(session, current_principal(), experiment_id)
-    run = store.create(session, experiment, body)
+    run = store.create(session, experiment, experiments.spec(experiment), body)
     return jsonify(_runs_json(session, experiment, [run])[0])
 
 

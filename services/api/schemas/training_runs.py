@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated
+from typing import Any
 from typing import Literal
 
 from pydantic import Field
@@ -12,13 +13,24 @@ from services.api.schemas.common import MetricValue
 from services.api.schemas.common import ObjectId
 from services.api.schemas.common import PageQuery
 from services.api.schemas.common import StrictModel
+from services.api.schemas.common import TaskRef
 
 RunState = Literal["queued", "running", "paused", "completed", "failed", "lost", "stopped"]
 MAX_LOG_CHARS = 64 * 1024
 
 
+class NewSuggestion(StrictModel):
+    """A suggestion created together with its training run (one request, one transaction)."""
+
+    assignments: dict[str, Any]
+    task: TaskRef | None = None
+    metadata: Metadata = None
+
+
 class TrainingRunCreate(StrictModel):
-    suggestion: ObjectId
+    """``suggestion``: an existing suggestion's id, or a new suggestion to create with the run."""
+
+    suggestion: ObjectId | NewSuggestion
     name: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     metadata: Metadata = None
 

@@ -107,6 +107,20 @@ def _store(
     metadata: dict[str, Any] | None,
     event: bool = True,
 ) -> Suggestion:
+    suggestion = _add(session, experiment, assignments, task, source, metadata, event)
+    session.commit()
+    return suggestion
+
+
+def _add(
+    session: Session,
+    experiment: Experiment,
+    assignments: Assignments,
+    task: str | None,
+    source: str,
+    metadata: dict[str, Any] | None,
+    event: bool,
+) -> Suggestion:
     now = time.time()
     suggestion = Suggestion(
         experiment_id=experiment.id,
@@ -123,7 +137,23 @@ def _store(
     session.add(suggestion)
     if event:
         outbox.record(session, "suggestion.created", experiment)
-    session.commit()
+    return suggestion
+
+
+def add_explicit(
+    session: Session,
+    experiment: Experiment,
+    spec: ExperimentSpec,
+    assignments: Assignments,
+    task: str | None,
+    metadata: dict[str, Any] | None,
+    prefix: str = "",
+) -> Suggestion:
+    """A suggestion with the given point, added to the session but not committed (the caller
+    commits it together with what depends on it)."""
+    check_point(spec, assignments, task, prefix)
+    suggestion = _add(session, experiment, assignments, task, "user", metadata, event=True)
+    session.flush()
     return suggestion
 
 
@@ -135,8 +165,9 @@ def create_explicit(
     task: str | None,
     metadata: dict[str, Any] | None,
 ) -> Suggestion:
-    check_point(spec, assignments, task)
-    return _store(session, experiment, assignments, task, "user", metadata)
+    suggestion = add_explicit(session, experiment, spec, assignments, task, metadata)
+    session.commit()
+    return suggestion
 
 
 def serve(

@@ -27,11 +27,13 @@ from services.api.models import TrainingRun
 from services.api.schemas.common import PageQuery
 from services.api.schemas.observations import ObservationCreate
 from services.api.schemas.training_runs import CheckpointCreate
+from services.api.schemas.training_runs import NewSuggestion
 from services.api.schemas.training_runs import TrainingRunCreate
 from services.api.schemas.training_runs import TrainingRunListQuery
 from services.api.schemas.training_runs import TrainingRunResult
 from services.api.schemas.training_runs import TrainingRunUpdate
 from services.api.store import observations
+from services.api.store import suggestions
 from services.api.store.paging import fetch_page
 from shared.space import ExperimentSpec
 
@@ -51,8 +53,17 @@ def get(session: Session, principal: Principal, run_id: int) -> tuple[TrainingRu
     return row[0], row[1]
 
 
-def create(session: Session, experiment: Experiment, body: TrainingRunCreate) -> TrainingRun:
-    """One run per suggestion: creating it again returns the existing run (idempotent)."""
+def create(
+    session: Session, experiment: Experiment, spec: ExperimentSpec, body: TrainingRunCreate
+) -> TrainingRun:
+    """One run per suggestion: creating it again returns the existing run (idempotent). With a
+    new suggestion in the body, both are created in one transaction."""
+    if isinstance(body.suggestion, NewSuggestion):
+        new = body.suggestion
+        created = suggestions.add_explicit(
+            session, experiment, spec, new.assignments, new.task, new.metadata, "suggestion."
+        )
+        return _add_run(session, experiment, created, body)
     suggestion = session.get(Suggestion, body.suggestion)
     if suggestion is None or suggestion.experiment_id != experiment.id:
         raise invalid(
@@ -65,6 +76,12 @@ def create(session: Session, experiment: Experiment, body: TrainingRunCreate) ->
     )
     if existing is not None:
         return existing
+    return _add_run(session, experiment, suggestion, body)
+
+
+def _add_run(
+    session: Session, experiment: Experiment, suggestion: Suggestion, body: TrainingRunCreate
+) -> TrainingRun:
     now = time.time()
     run = TrainingRun(
         experiment_id=experiment.id,
