@@ -203,12 +203,11 @@ class Managed:
         if result.stopped:
             try:
                 run = self._api.get(f"/training_runs/{result.run_id}")
+                if run["attempt"] == result.attempt and run["state"] in IN_FLIGHT:
+                    self._stopped(run)
             except ApiRequestError as exc:
-                if exc.status == 404:
-                    return
-                raise
-            if run["attempt"] == result.attempt and run["state"] in IN_FLIGHT:
-                self._stopped(run)
+                if exc.status not in (404, 409):  # 409: the run moved on meanwhile
+                    raise
             return
         self._finish(
             result.run_id,
