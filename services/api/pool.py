@@ -44,7 +44,9 @@ def pop(client: redis.Redis, experiment_id: int, wait_s: float = 0.0) -> PoolEnt
     to push one when the pool is empty."""
     key = pool_key(experiment_id)
     while True:
-        pipe = client.pipeline(transaction=True)
+        # One round trip, no MULTI: ``left`` only tells whether the pool ran dry (the event that
+        # wakes the suggester), and a refill between the two commands means it did not.
+        pipe = client.pipeline(transaction=False)
         pipe.lpop(key)
         pipe.llen(key)
         raw, left = pipe.execute()

@@ -8,7 +8,11 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import func
+from sqlalchemy import select
 
+from services.api.db import get_session
+from services.api.models import OutboxEvent
 from shared.names import pool_key
 from tests.services import RedisServer
 
@@ -169,6 +173,46 @@ def test_a_queued_suggestion_goes_before_the_pool_and_the_pool_entry_is_kept(
     second = _suggest(client, auth, eid).json
     assert (first["source"], first["assignments"]) == ("queued", queued)
     assert (second["source"], second["assignments"]) == ("pool", pooled)
+
+
+def test_a_pool_suggestion_is_stored_whole_and_an_emptied_pool_wakes_the_suggester(
+    app: Flask,
+    client: FlaskClient,
+    auth: dict[str, str],
+    experiment: dict[str, Any],
+    redis_client: redis.Redis,
+) -> None:
+    eid = experiment["id"]
+    first = {"x": 0.6, "lr": 0.03, "n": 4, "opt": "sgd"}
+    last = {"x": 0.4, "lr": 0.003, "n": 2, "opt": "adam"}
+    for point in (first, last):
+        entry = {"assignments": point, "task": "short", "observation_count": 0}
+        redis_client.rpush(pool_key(eid), json.dumps(entry))
+
+    served = _suggest(client, auth, eid, metadata={"host": "gpu-3"}).json
+    assert served["source"] == "pool" and served["metadata"] == {"host": "gpu-3"}
+    stored = client.get(f"/v1/experiments/{eid}/suggestions/{served['id']}", headers=auth).json
+    assert stored == served and stored["state"] == "open"
+    assert _suggestion_events(app) == 0  # one entry is left: the suggester need not hear of it
+    assert _suggest(client, auth, eid).json["assignments"] == last
+    assert _suggestion_events(app) == 1  # the pool is empty now
+
+    # a fresh entry that repeats an observed point is skipped like one repeating a suggestion
+    observed = {"x": 0.9, "lr": 0.5, "n": 8, "opt": "sgd"}
+    client.post(
+        f"/v1/experiments/{eid}/observations",
+        json={"assignments": observed, "task": "full", "value": 1.0},
+        headers=auth,
+    )
+    entry = {"assignments": observed, "task": "full", "observation_count": 1}
+    redis_client.rpush(pool_key(eid), json.dumps(entry))
+    assert _suggest(client, auth, eid).json["source"] == "design"
+
+
+def _suggestion_events(app: Flask) -> int:
+    with app.app_context():
+        stmt = select(func.count()).where(OutboxEvent.type == "suggestion.created")
+        return int(get_session().scalar(stmt) or 0)
 
 
 @pytest.fixture()

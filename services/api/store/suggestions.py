@@ -15,9 +15,13 @@ from typing import Any
 import numpy as np
 import redis
 from sqlalchemy import ColumnElement
+from sqlalchemy import Insert
+from sqlalchemy import Select
+from sqlalchemy import bindparam
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import exists
 from sqlalchemy import func
+from sqlalchemy import insert
 from sqlalchemy import literal
 from sqlalchemy import select
 from sqlalchemy import update
@@ -72,7 +76,9 @@ def check_task(spec: ExperimentSpec, task: str | None, field: str = "task") -> N
         raise invalid(field, f"unknown task {task!r}; expected one of {names}")
 
 
-def _duplicate_clause(experiment_id: int, key: str) -> ColumnElement[bool]:
+def _duplicate_clause(
+    experiment_id: int | ColumnElement[int], key: str | ColumnElement[str]
+) -> ColumnElement[bool]:
     suggestion = exists().where(
         Suggestion.experiment_id == experiment_id,
         Suggestion.key == key,
@@ -207,7 +213,13 @@ def serve(
                 exc,
             )
             entry, source = None, "fallback"
-        count, queued_id, duplicate = _serving_state(session, experiment.id, entry)
+        if entry is not None and not _fits(spec, entry):
+            continue  # computed before the bounds or parameters changed: drop it
+        if entry is not None:
+            served = _store_if_servable(session, experiment, entry, metadata)
+            if served is not None:
+                return served
+        queued_id = session.scalar(_oldest_queued(experiment.id))
         if queued_id is not None:
             if entry is not None:
                 pool.push_back(client, experiment.id, entry)
@@ -216,19 +228,7 @@ def serve(
                 return claimed
             continue
         if entry is not None:
-            if entry.observation_count >= count and not duplicate and _fits(spec, entry):
-                # Entries of one refill were chosen jointly, so taking one changes nothing for
-                # the others; only an emptied pool needs the suggester (it re-reads pending).
-                return _store(
-                    session,
-                    experiment,
-                    entry.assignments,
-                    entry.task,
-                    "pool",
-                    metadata,
-                    event=entry.left == 0,
-                )
-            continue  # stale, duplicate or no longer valid (bounds changed): drop it
+            continue  # stale or a duplicate of a live point: drop it
         if deadline is None and spec.type != "random":
             point = _next_design_point(session, experiment, spec)
             if point is not None:
@@ -239,6 +239,96 @@ def serve(
             deadline = time.monotonic() + wait_s
     assignments, task = _random_point(session, experiment, spec)
     return _store(session, experiment, assignments, task, source, metadata)
+
+
+def _oldest_queued(experiment_id: int | ColumnElement[int]) -> Select[tuple[int | None]]:
+    return select(func.min(QueuedSuggestion.id)).where(
+        QueuedSuggestion.experiment_id == experiment_id
+    )
+
+
+def _servable_insert() -> Insert:
+    """``INSERT INTO suggestions ... SELECT`` of one pool entry, guarded by what makes an entry
+    servable: no queued suggestion waits (those go first), the entry was computed from at least
+    the live observation count (fresh), and it duplicates no live point. One round trip, and
+    no row comes back when a guard fails."""
+    table = Suggestion.__table__
+    experiment_id = bindparam("experiment_id", type_=table.c.experiment_id.type)
+    key = bindparam("key", type_=table.c.key.type)
+    created = bindparam("created", type_=table.c.created.type)
+    live_observations = (
+        select(func.count())
+        .where(Observation.experiment_id == experiment_id, Observation.deleted.is_(False))
+        .scalar_subquery()
+    )
+    row = select(
+        experiment_id,
+        bindparam("assignments", type_=table.c.assignments.type),
+        bindparam("task", type_=table.c.task.type),
+        key,
+        literal("open", table.c.state.type),
+        literal(False, table.c.deleted.type),
+        literal("pool", table.c.source.type),
+        bindparam("metadata", type_=table.c.metadata.type),
+        created,
+        created,
+    ).where(
+        _oldest_queued(experiment_id).scalar_subquery().is_(None),
+        live_observations <= bindparam("observation_count", type_=table.c.id.type),
+        ~_duplicate_clause(experiment_id, key),
+    )
+    columns = [
+        "experiment_id", "assignments", "task", "key", "state", "deleted", "source", "metadata",
+        "created", "updated",
+    ]  # fmt: skip
+    return insert(table).from_select(columns, row).returning(table.c.id)
+
+
+_SERVABLE_INSERT = _servable_insert()
+
+
+def _store_if_servable(
+    session: Session,
+    experiment: Experiment,
+    entry: pool.PoolEntry,
+    metadata: dict[str, Any] | None,
+) -> Suggestion | None:
+    """Store ``entry`` as a ``pool`` suggestion and commit, or None (nothing written) when it is
+    stale, duplicates a live point or a queued suggestion must go first."""
+    now = time.time()
+    key = assignment_key(entry.assignments, entry.task)
+    suggestion_id = session.scalar(
+        _SERVABLE_INSERT,
+        {
+            "experiment_id": experiment.id,
+            "assignments": entry.assignments,
+            "task": entry.task,
+            "key": key,
+            "metadata": metadata,
+            "created": now,
+            "observation_count": entry.observation_count,
+        },
+    )
+    if suggestion_id is None:
+        return None
+    # Entries of one refill were chosen jointly, so taking one changes nothing for the others;
+    # only an emptied pool needs the suggester (it re-reads the pending points).
+    if entry.left == 0:
+        outbox.record(session, "suggestion.created", experiment)
+    session.commit()
+    return Suggestion(
+        id=suggestion_id,
+        experiment_id=experiment.id,
+        assignments=entry.assignments,
+        task=entry.task,
+        key=key,
+        state="open",
+        deleted=False,
+        source="pool",
+        meta=metadata,
+        created=now,
+        updated=now,
+    )
 
 
 def _fits(spec: ExperimentSpec, entry: pool.PoolEntry) -> bool:
@@ -261,30 +351,6 @@ def _claim_queued(
     if claimed is None:
         return None
     return _store(session, experiment, claimed[0], claimed[1], "queued", metadata)
-
-
-def _serving_state(
-    session: Session, experiment_id: int, entry: pool.PoolEntry | None
-) -> tuple[int, int | None, bool]:
-    """In one round trip: the live observation count (the freshness an entry needs), the
-    oldest queued suggestion's id, and whether ``entry`` duplicates a live point."""
-    live = (
-        select(func.count())
-        .where(Observation.experiment_id == experiment_id, Observation.deleted.is_(False))
-        .scalar_subquery()
-    )
-    queued = (
-        select(func.min(QueuedSuggestion.id))
-        .where(QueuedSuggestion.experiment_id == experiment_id)
-        .scalar_subquery()
-    )
-    duplicate = (
-        _duplicate_clause(experiment_id, assignment_key(entry.assignments, entry.task))
-        if entry is not None
-        else literal(False)
-    )
-    row = session.execute(select(live, queued, duplicate)).one()
-    return int(row[0]), row[1], bool(row[2])
 
 
 def _next_design_point(
