@@ -2,7 +2,7 @@
 
 Winners are ranked by the boosted score ``x * exp(-boost_strength * duty_cycle)``; the *unboosted*
 ``x`` of each winner passes, everything else becomes 0. The threshold is the k-th largest score
-(``kthvalue``, no index scatter), clamped at 0 so that negatives never win (the fused ReLU). The
+(the smallest of ``topk``'s values, no index scatter), clamped at 0 so that negatives never win (the fused ReLU). The
 mask is computed under ``no_grad`` and applied with ``masked_fill``, so the gradient is 1 for
 winners and 0 elsewhere. Ties at the threshold all win (no tie-breaking).
 
@@ -38,8 +38,12 @@ def kwinners(x: Tensor, scores: Tensor, k: int, dim: int, inplace: bool = False)
         A tensor the shape of ``x``: ``x`` where ``scores >= max(k-th largest score, 0)``, else 0.
     """
     with torch.no_grad():
-        size = scores.shape[dim]
-        threshold = scores.kthvalue(size - k + 1, dim=dim, keepdim=True).values
+        # The k-th largest is the smallest of the top k. topk along the last dimension (a free
+        # view of channels_last maps) took 0.45-0.87x kthvalue's time on an H100 (batch 128)
+        # and 0.62-0.83x on 2 CPU cores; see docs/sparse-resnet50.md.
+        last = scores.movedim(dim, -1)
+        top = last.topk(k, dim=-1, sorted=False).values
+        threshold = top.amin(dim=-1, keepdim=True).movedim(-1, dim)
         off = scores < threshold.clamp_(min=0)
     return x.masked_fill_(off, 0) if inplace else x.masked_fill(off, 0)
 
