@@ -2,9 +2,9 @@
 
 Winners are ranked by the boosted score ``x * exp(-boost_strength * duty_cycle)``; the *unboosted*
 ``x`` of each winner passes, everything else becomes 0. The threshold is the k-th largest score
-(the smallest of ``topk``'s values, no index scatter), clamped at 0 so that negatives never win (the fused ReLU). The
-mask is computed under ``no_grad`` and applied with ``masked_fill``, so the gradient is 1 for
-winners and 0 elsewhere. Ties at the threshold all win (no tie-breaking).
+(the smallest of ``topk``'s values, no index scatter), clamped at 0 so that negatives never win
+(the fused ReLU). The mask is computed under ``no_grad`` and applied with ``masked_fill``, so the
+gradient is 1 for winners and 0 elsewhere. Ties at the threshold all win (no tie-breaking).
 
 Duty cycles (per channel, training mode only) follow
 ``dc = (dc * (period - batch) + active) / period`` with ``period = min(duty_cycle_period,
