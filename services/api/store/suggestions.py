@@ -111,9 +111,8 @@ def _store(
     task: str | None,
     source: str,
     metadata: dict[str, Any] | None,
-    event: bool = True,
 ) -> Suggestion:
-    suggestion = _add(session, experiment, assignments, task, source, metadata, event)
+    suggestion = _add(session, experiment, assignments, task, source, metadata)
     session.commit()
     return suggestion
 
@@ -125,7 +124,6 @@ def _add(
     task: str | None,
     source: str,
     metadata: dict[str, Any] | None,
-    event: bool,
 ) -> Suggestion:
     now = time.time()
     suggestion = Suggestion(
@@ -141,8 +139,7 @@ def _add(
         updated=now,
     )
     session.add(suggestion)
-    if event:
-        outbox.record(session, "suggestion.created", experiment)
+    outbox.record(session, "suggestion.created", experiment)
     return suggestion
 
 
@@ -158,7 +155,7 @@ def add_explicit(
     """A suggestion with the given point, added to the session but not committed (the caller
     commits it together with what depends on it)."""
     check_point(spec, assignments, task, prefix)
-    suggestion = _add(session, experiment, assignments, task, "user", metadata, event=True)
+    suggestion = _add(session, experiment, assignments, task, "user", metadata)
     session.flush()
     return suggestion
 
