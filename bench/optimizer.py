@@ -23,7 +23,7 @@ of medians (using the extended runs and the law where they exist; ``<=`` when th
 median is still censored, so the true ratio is smaller) and the paired median ratio over seeds
 where both reach the target. The goals are <= 0.2 against random search and <= 0.5 against
 TPE + HB. A last line gives the floor of the ratio to ``random (law)``: with ``W`` workers
-busy, no method sees a full-cost result before ``W`` cost units (four runs of one unit started
+busy, no method sees a full-cost result before ``W`` cost units (``W`` one-unit runs started
 together), so a loose target that random search reaches within about ``5 W`` evaluations
 cannot show a 5x gap at ``W`` workers (on Branin at 1%: 11.9 evaluations, floor 0.34 at
 ``W = 4``); hence the tighter level, and ``--workers 1`` for the one-at-a-time comparison.
