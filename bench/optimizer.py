@@ -29,7 +29,7 @@ cannot show a 5x gap at ``W`` workers (on Branin at 1%: 11.9 evaluations, floor 
 ``W = 4``); hence the tighter level, and ``--workers 1`` for the one-at-a-time comparison.
 
 multitune runs with the library's default settings (``--restarts``/``--raw-samples`` change the
-acquisition effort, ``--model fidelity`` the surrogate).
+acquisition effort, ``--model fidelity`` or ``--model lcm`` the surrogate).
 
 Run: ``python bench/optimizer.py`` (10 seeds, all problems, 2 processes x 1 thread, 10 to 30
 minutes on the 2-core VM, whose speed varies); ``--seeds 2 --problems branin`` for a smoke run.
@@ -81,7 +81,9 @@ def main() -> None:
     parser.add_argument(
         "--targets", default="0.01,0.001", help="target regrets, as fractions of the range"
     )
-    parser.add_argument("--model", default="task", help="multitune model kind: task | fidelity")
+    parser.add_argument(
+        "--model", default="task", help="multitune model kind: task | fidelity | lcm"
+    )
     parser.add_argument("--restarts", type=int, default=4)
     parser.add_argument("--raw-samples", type=int, default=256)
     parser.add_argument("--json", help="also write every run's result to this file")

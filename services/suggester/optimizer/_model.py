@@ -1,6 +1,7 @@
 """The surrogate: one exact GP per outcome over parameters plus the task, warm-started.
 
-Two ways to put the task into the model are built here; `DEFAULT_MODEL` is the measured winner.
+Three ways to put the task into the model are built here; `DEFAULT_MODEL` is the measured
+choice.
 
 * ``"task"``: `MultiTaskGP`, an ICM kernel ``k_x(x, x') * B[t, t']`` with a learned positive
   task covariance ``B`` (rank = number of tasks), a constant mean per task and, without
@@ -8,6 +9,11 @@ Two ways to put the task into the model are built here; `DEFAULT_MODEL` is the m
 * ``"fidelity"``: `SingleTaskMultiFidelityGP` with the task's cost as a data fidelity ``s``
   and the downsampling kernel ``k_x(x, x') * (c + ((1 - s)(1 - s'))^(1 + delta))``: a cheap
   task is the full-cost function plus a discrepancy that vanishes at ``s = 1``.
+* ``"lcm"``: the ICM kernel plus a discrepancy term ``k_x'(x, x') * D[t, t']`` with its own
+  lengthscales and a rank-1-plus-diagonal ``D`` (a two-term linear model of coregionalization,
+  `_discrepancy_kernel`): tasks may differ along directions the shared term does not vary in
+  (the mixed problem's short runs favour a larger learning rate). Until every task has an
+  observation it is the ICM model (BoTorch fills in unobserved tasks for one task kernel only).
 
 Measured with ``bench/optimizer.py --methods mtbo [--model fidelity]`` (10 seeds, budget in
 full-cost units, 4 asynchronous workers, same MF-2S policy), seeds reaching the target and
@@ -22,8 +28,16 @@ The downsampling model learned a weak correlation between the cheapest task and 
 one (it gives every cheap task the discrepancy's variance, and centering by sample means is
 biased when tasks sampled different regions), so stage B kept buying the half-cost task; the
 ICM model, started at highly correlated tasks, learned correlations near the true ones (0.99 on
-AugmentedHartmann, where they are 0.9999) and bought the 1/8-cost task. ``"task"`` is
-therefore the default.
+AugmentedHartmann, where they are 0.9999) and bought the 1/8-cost task.
+
+``"lcm"`` against ``"task"`` (same benchmark, both on one machine on 2026-11-28): Hartmann
+6/10 at 1%, median 21.5, regret 0.0091 vs 7/10, 21.5, 0.0093; Branin 10/10, 9.5 at 1% and
+7/10, median 11.5 at 0.1% vs 10/10, 9.5 and 8/10, 14.1; mixed 5/10, 23.9, regret 0.0013 vs
+4/10 (median unreached), 0.0051. It costs about twice the compute per suggestion
+(`bench/suggest_latency.py`, p50 / p95 at 100 and 1,000 observations: 1.84 / 3.65 and
+2.28 / 12.79 s vs 0.70 / 1.79 and 1.30 / 6.79 s), which breaks the 10 s bound at 1,000
+observations, and on a problem with few full-cost points and a large discrepancy it predicted
+the full-cost task worse than ICM. ``"task"`` therefore stays the default.
 
 ``k_x`` is an RBF kernel with BoTorch's dimension-scaled lengthscale prior on the numeric
 columns times a Hamming `CategoricalKernel` on the categorical columns. Outcomes are
@@ -51,6 +65,7 @@ from botorch.models.kernels.categorical import CategoricalKernel
 from botorch.models.kernels.positive_index import PositiveIndexKernel
 from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+from gpytorch.kernels import IndexKernel
 from gpytorch.kernels import Kernel
 from gpytorch.kernels import ScaleKernel
 from gpytorch.mlls import ExactMarginalLogLikelihood
@@ -60,12 +75,15 @@ from services.suggester.optimizer._data import TrainingData
 from services.suggester.optimizer._transform import SpaceTransform
 from shared.space import ExperimentSpec
 
-MODEL_KINDS = ("task", "fidelity")
+MODEL_KINDS = ("task", "fidelity", "lcm")
 DEFAULT_MODEL = "task"
 #: Initial task-specific variance of the ICM kernel: with an all-ones factor the tasks start
 #: 0.99 correlated, which a capped fit then lowers where the data disagree (a random start
 #: left them near 0.8 after 100 iterations on AugmentedHartmann, where they are 0.9999).
 _INITIAL_TASK_VAR = 0.05
+#: Initial factor and task variances of the ``"lcm"`` model's discrepancy term.
+_INITIAL_DISCREPANCY_FACTOR = 0.1
+_INITIAL_DISCREPANCY_VAR = 0.001
 
 
 @dataclass(frozen=True)
@@ -81,7 +99,7 @@ def task_values(spec: ExperimentSpec, kind: str) -> dict[str, float]:
     if kind not in MODEL_KINDS:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
     ordered = sorted(spec.tasks, key=lambda t: t.cost)
-    if kind == "task":
+    if kind in ("task", "lcm"):
         return {t.name: float(i) for i, t in enumerate(ordered)}
     return {t.name: t.cost for t in ordered}
 
@@ -140,7 +158,7 @@ def build_model(
     covar = data_kernel(transform)
     if transform.task_column is None:
         return SingleTaskGP(X, Y, Yvar, covar_module=covar, outcome_transform=Standardize(m=1))
-    if kind == "task":
+    if kind in ("task", "lcm"):
         model = MultiTaskGP(
             X,
             Y,
@@ -157,6 +175,8 @@ def build_model(
         with torch.no_grad():
             task_kernel.covar_factor = torch.ones_like(task_kernel.covar_factor)
             task_kernel.var = torch.full_like(task_kernel.var, _INITIAL_TASK_VAR)
+        if kind == "lcm" and len(model._unobserved_task_indices) == 0:
+            model.covar_module = model.covar_module + _discrepancy_kernel(transform)
         return model
     return SingleTaskMultiFidelityGP(
         X,
@@ -167,6 +187,22 @@ def build_model(
         covar_module=covar,
         outcome_transform=Standardize(m=1),
     )
+
+
+def _discrepancy_kernel(transform: SpaceTransform) -> Kernel:
+    """The second term of the ``"lcm"`` kernel: ``k_x'(x, x') * (v v^T + diag(w))[t, t']``.
+
+    ``k_x'`` is a fresh `data_kernel` (its own lengthscales); ``v`` and ``w`` start small
+    (``0.1`` and ``0.001``, against the first term's unit scale at the target task), so the
+    term only grows where the data need a task difference the shared term cannot explain.
+    """
+    task_kernel = IndexKernel(
+        num_tasks=len(transform.task_values), rank=1, active_dims=[transform.task_column]
+    )
+    with torch.no_grad():
+        task_kernel.covar_factor.fill_(_INITIAL_DISCREPANCY_FACTOR)
+        task_kernel.var = torch.full_like(task_kernel.var, _INITIAL_DISCREPANCY_VAR)
+    return data_kernel(transform) * task_kernel
 
 
 def data_kernel(transform: SpaceTransform) -> Kernel:
