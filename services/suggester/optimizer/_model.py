@@ -175,7 +175,8 @@ def build_model(
         with torch.no_grad():
             task_kernel.covar_factor = torch.ones_like(task_kernel.covar_factor)
             task_kernel.var = torch.full_like(task_kernel.var, _INITIAL_TASK_VAR)
-        if kind == "lcm" and len(model._unobserved_task_indices) == 0:
+        observed = set(X[:, transform.task_column].tolist())
+        if kind == "lcm" and len(observed) == len(transform.task_values):
             model.covar_module = model.covar_module + _discrepancy_kernel(transform)
         return model
     return SingleTaskMultiFidelityGP(
