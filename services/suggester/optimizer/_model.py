@@ -175,8 +175,7 @@ def build_model(
         with torch.no_grad():
             task_kernel.covar_factor = torch.ones_like(task_kernel.covar_factor)
             task_kernel.var = torch.full_like(task_kernel.var, _INITIAL_TASK_VAR)
-        observed = set(X[:, transform.task_column].tolist())
-        if kind == "lcm" and len(observed) == len(transform.task_values):
+        if kind == "lcm" and _every_task_observed(transform, X):
             model.covar_module = model.covar_module + _discrepancy_kernel(transform)
         return model
     return SingleTaskMultiFidelityGP(
@@ -188,6 +187,10 @@ def build_model(
         covar_module=covar,
         outcome_transform=Standardize(m=1),
     )
+
+
+def _every_task_observed(transform: SpaceTransform, X: Tensor) -> bool:
+    return len(set(X[:, transform.task_column].tolist())) == len(transform.task_values)
 
 
 def _discrepancy_kernel(transform: SpaceTransform) -> Kernel:
