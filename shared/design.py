@@ -45,7 +45,7 @@ def task_weights(tasks: Sequence[Task]) -> np.ndarray:
     """
     costs = np.array([t.cost for t in tasks], dtype=float)
     weights = 1.0 / np.sqrt(costs)
-    return weights / weights.sum()
+    return np.asarray(weights / weights.sum(), dtype=float)
 
 
 def design_tasks(spec: ExperimentSpec, n: int) -> list[str | None]:
@@ -144,6 +144,7 @@ def _prior_ppf(parameter: Parameter, u: np.ndarray) -> np.ndarray:
     assert prior is not None and parameter.min is not None and parameter.max is not None
     lo, hi = parameter.min, parameter.max
     if prior.name == "beta":
+        assert prior.shape_a is not None and prior.shape_b is not None
         return np.asarray(stats.beta(prior.shape_a, prior.shape_b).ppf(u))
     mean, scale = float(prior.mean or 0.0), float(prior.scale or 1.0)
     a, b = (lo - mean) / scale, (hi - mean) / scale

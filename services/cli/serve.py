@@ -46,7 +46,7 @@ def api(settings: Settings, host: str, port: int, workers: int, threads: int) ->
     export(settings)
     run_migrations(make_engine(settings.database_url))
 
-    class Server(BaseApplication):  # type: ignore[misc]
+    class Server(BaseApplication):
         def load_config(self) -> None:
             options: dict[str, Any] = {
                 "bind": f"{host}:{port}",

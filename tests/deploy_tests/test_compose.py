@@ -1,8 +1,12 @@
-"""compose.yaml cannot run here (no Docker engine): check it parses, has the services the
-deployment needs, and that every command it runs is a real ``multitune`` command line."""
+"""compose.yaml and the Dockerfile cannot run here (no Docker engine): check that compose.yaml
+parses, has the services the deployment needs, runs only real ``multitune`` command lines and
+builds each service from its role's Dockerfile target, and that each target installs only its
+role's extra (the API's and Flower's without torch)."""
 
 from __future__ import annotations
 
+import re
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -53,6 +57,91 @@ def test_every_service_command_exists_in_the_cli() -> None:
     assert broken.exit_code != 0  # the check above would notice a wrong flag
 
 
-def test_dockerfile_installs_the_pinned_torch_and_the_package() -> None:
+#: The Dockerfile target and image each multitune service runs.
+ROLES = {
+    "api": "api",
+    "suggester": "suggester",
+    "gpu-worker-0": "worker",
+    "cpu-worker": "worker",
+    "flower": "flower",
+}
+
+
+def _stages() -> dict[str, tuple[str, list[str]]]:
+    """The Dockerfile's stages: name -> (the image or stage it starts FROM, its instructions),
+    with continuation lines joined and comments dropped."""
     text = (REPO / "Dockerfile").read_text()
-    assert "torch==2.14.1 torchvision==0.29.1" in text and "pip install -e ." in text
+    lines = [line for line in text.replace("\\\n", " ").splitlines() if line.strip()]
+    stages: dict[str, tuple[str, list[str]]] = {}
+    current: list[str] = []
+    for line in (" ".join(line.split()) for line in lines if not line.lstrip().startswith("#")):
+        words = line.split(" ")
+        if words[0].upper() == "FROM":
+            assert len(words) == 4 and words[2].upper() == "AS", line  # every stage is named
+            current = []
+            stages[words[3]] = (words[1], current)
+        else:
+            current.append(line)
+    return stages
+
+
+def _pip_installs(target: str) -> list[str]:
+    """Every ``pip install`` argument list run to build ``target``, base stages first."""
+    stages = _stages()
+    chain = []
+    while target in stages:
+        chain.append(target)
+        target = stages[target][0]
+    installs = []
+    for stage in reversed(chain):
+        for instruction in stages[stage][1]:
+            command = instruction.partition(" ")[2]
+            if instruction.startswith("RUN ") and "pip install" in command:
+                installs.append(command.partition("pip install")[2].strip())
+    return installs
+
+
+def _extras() -> dict[str, list[str]]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return project["optional-dependencies"]
+
+
+def _pin(requirement: str, role: str) -> str:
+    return next(r for r in _extras()[role] if r.startswith(requirement + "=="))
+
+
+def test_each_service_builds_its_roles_target_and_image() -> None:
+    services = _compose()["services"]
+    stages = _stages()
+    for name, target in ROLES.items():
+        assert services[name]["build"] == {"context": ".", "target": target}, name
+        assert services[name]["image"] == f"multitune-{target}:latest", name
+        assert target in stages, target
+    assert "build" not in services["redis"] and "build" not in services["postgres"]
+
+
+def test_api_target_installs_the_api_extra_only() -> None:
+    assert _pip_installs("api") == ['-e ".[api]"']
+
+
+def test_flower_target_installs_the_flower_extra_only() -> None:
+    assert _pip_installs("flower") == ['-e ".[flower]"']
+
+
+def test_torch_targets_install_the_pinned_torch_then_their_extra() -> None:
+    torch = _pin("torch", "worker")
+    assert torch == _pin("torch", "suggester") == "torch==2.14.1"
+    assert _pin("torchvision", "worker") == "torchvision==0.29.1"
+    for target in ("suggester", "worker"):
+        assert _pip_installs(target) == [torch, f'-e ".[{target}]"'], target
+
+
+def test_api_and_flower_extras_pull_no_torch() -> None:
+    extras = _extras()
+    heavy = {"torch", "torchvision", "botorch", "gpytorch", "linear_operator", "flower"}
+    for role in ("api", "flower"):
+        names = {re.split(r"[\[<>=!~ ;]", r, maxsplit=1)[0].lower() for r in extras[role]}
+        assert not names & (heavy - {role}), role
+        assert not any(r.startswith("multitune[") for r in extras[role]), role
+    assert "celery" not in {r.split("[")[0] for r in extras["api"]}
+    assert set(extras["all"]) >= {"multitune[api,suggester,worker,flower]"}

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
-from torch.utils.data import Dataset
 from torch.utils.data import TensorDataset
 from torchvision import datasets as tv_datasets
 from torchvision import transforms as T
@@ -45,8 +44,9 @@ class DataError(ValueError):
 class Datasets:
     """A train and a validation set of ``(3 x s x s image, label)`` pairs."""
 
-    train: Dataset[tuple[torch.Tensor, int]]
-    val: Dataset[tuple[torch.Tensor, int]]
+    # In-memory tensors (digits) or a torchvision dataset read from disk (CIFAR10, ImageFolder).
+    train: TensorDataset | tv_datasets.VisionDataset
+    val: TensorDataset | tv_datasets.VisionDataset
     num_classes: int
 
 
@@ -87,18 +87,24 @@ def make_loaders(
         num_workers: DataLoader worker processes (0 = load in this process).
         pin_memory: Pin host batches (set on CUDA).
     """
-    if len(data.train) < batch_size:  # type: ignore[arg-type]
-        raise DataError(f"batch_size {batch_size} exceeds the {len(data.train)} train samples")  # type: ignore[arg-type]
-    common = {"num_workers": num_workers, "pin_memory": pin_memory}
+    if len(data.train) < batch_size:
+        raise DataError(f"batch_size {batch_size} exceeds the {len(data.train)} train samples")
     train = DataLoader(
         data.train,
         batch_size=batch_size,
         shuffle=True,
         drop_last=True,
         generator=generator,
-        **common,  # type: ignore[arg-type]
+        num_workers=num_workers,
+        pin_memory=pin_memory,
     )
-    val = DataLoader(data.val, batch_size=2 * batch_size, shuffle=False, **common)  # type: ignore[arg-type]
+    val = DataLoader(
+        data.val,
+        batch_size=2 * batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+    )
     return train, val
 
 
@@ -124,8 +130,8 @@ def _digits(size: int) -> Datasets:
     mean, std = images[train_idx].mean(), images[train_idx].std()
     images = ((images - mean) / std).expand(-1, 3, -1, -1).contiguous()
     return Datasets(
-        train=TensorDataset(images[train_idx], labels[train_idx]),  # type: ignore[arg-type]
-        val=TensorDataset(images[val_idx], labels[val_idx]),  # type: ignore[arg-type]
+        train=TensorDataset(images[train_idx], labels[train_idx]),
+        val=TensorDataset(images[val_idx], labels[val_idx]),
         num_classes=10,
     )
 

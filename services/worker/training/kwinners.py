@@ -8,8 +8,8 @@ gradient is 1 for winners and 0 elsewhere. Ties at the threshold all win (no tie
 
 Duty cycles (per channel, training mode only) follow
 ``dc = (dc * (period - batch) + active) / period`` with ``period = min(duty_cycle_period,
-samples seen)``; ``active`` counts outputs > 0 per channel (for 2-D, over batch, h and w, divided
-by ``h * w``). :meth:`KWinnersBase.decay_boost` multiplies the boost strength by
+samples seen)``; ``active`` counts outputs > 0 per channel over batch, h and w, divided by
+``h * w``. :meth:`KWinnersBase.decay_boost` multiplies the boost strength by
 ``boost_strength_factor``; the training loop calls :func:`decay_boost` once per epoch. The boost
 strength and the sample count are Python numbers (no GPU sync per step); they travel in the
 module's ``extra_state``, so ``state_dict`` holds everything needed to resume.
@@ -52,8 +52,8 @@ class KWinnersBase(nn.Module):
     """Boosting, duty cycles and ``k`` for the k-WTA modules; subclasses define ``forward``.
 
     Args:
-        channels: Number of units (1-D) or channels (2-D) ``c`` that carry a duty cycle.
-        percent_on: Fraction of units that win (of ``c``, or of ``c*h*w`` for global 2-D).
+        channels: Number of channels ``c`` that carry a duty cycle.
+        percent_on: Fraction of units that win (of ``c``, or of ``c*h*w`` for global k-WTA).
         k_inference_factor: ``k`` is multiplied by this in eval mode.
         boost_strength: Initial boost strength (a Python float, >= 0).
         boost_strength_factor: Multiplier applied by :meth:`decay_boost`.
@@ -107,7 +107,7 @@ class KWinnersBase(nn.Module):
         ops on ``c`` values, with the divisions done on Python numbers.
 
         Args:
-            active: ``c`` counts of outputs > 0 in this batch (over ``n, h, w`` for 2-D).
+            active: ``c`` counts of outputs > 0 in this batch (over ``n, h, w``).
             batch: Number of samples in the batch, ``n``.
             positions: Spatial positions per sample the counts are divided by (``h*w``).
         """
@@ -132,19 +132,6 @@ class KWinnersBase(nn.Module):
             f"channels={self.channels}, percent_on={self.percent_on}, "
             f"boost_strength={self.boost_strength:.4g}"
         )
-
-
-class KWinners(KWinnersBase):
-    """1-D k-WTA over the units of ``n x c`` inputs."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Args: x: ``n x c``. Returns: ``n x c``, ``k`` winners per row (fewer if < k are > 0)."""
-        factors = self.boost_factors(x.dtype)
-        scores = x.detach() if factors is None else x.detach() * factors
-        out = kwinners(x, scores, self.k_for(x.shape[1]), dim=1, inplace=self.inplace)
-        if self.training:  # out >= 0, so non-zero means > 0
-            self.update_duty_cycles(torch.count_nonzero(out, dim=0), x.shape[0])
-        return out
 
 
 class KWinners2d(KWinnersBase):

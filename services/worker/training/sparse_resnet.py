@@ -48,7 +48,7 @@ def numenta_density(fan_in: int) -> float:
     return NUMENTA_DENSITY_FLOOR
 
 
-class KWBottleneck(Bottleneck):  # type: ignore[misc]  # torchvision is untyped
+class KWBottleneck(Bottleneck):
     """torchvision's ``Bottleneck`` whose activation after the 3x3 conv is the module ``act2``."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -65,7 +65,7 @@ class KWBottleneck(Bottleneck):  # type: ignore[misc]  # torchvision is untyped
         return result
 
 
-class KWBasicBlock(BasicBlock):  # type: ignore[misc]
+class KWBasicBlock(BasicBlock):
     """torchvision's ``BasicBlock`` whose activation after the second conv is ``act2``."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
@@ -88,7 +88,7 @@ ARCHS: dict[str, tuple[type[KWBasicBlock | KWBottleneck], list[int]]] = {
 }
 
 
-class ScaledResNet(ResNet):  # type: ignore[misc]
+class ScaledResNet(ResNet):
     """torchvision's ``ResNet`` (its ``_make_layer`` and ``forward``) with scaled channel widths.
 
     Args:

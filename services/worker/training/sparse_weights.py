@@ -169,10 +169,10 @@ def sparse_like(
         sparse = SparseConv2d(
             dense.in_channels,
             dense.out_channels,
-            dense.kernel_size,  # type: ignore[arg-type]
-            dense.stride,  # type: ignore[arg-type]
-            dense.padding,  # type: ignore[arg-type]
-            dense.dilation,  # type: ignore[arg-type]
+            _pair(dense.kernel_size),
+            _pair(dense.stride),
+            _pair(dense.padding),
+            _pair(dense.dilation),
             dense.groups,
             dense.bias is not None,
             density=density,
@@ -194,6 +194,12 @@ def sparse_like(
             sparse.bias.copy_(dense.bias)
     sparse.rezero()
     return sparse
+
+
+def _pair(value: tuple[int, ...]) -> tuple[int, int]:
+    """A 2-d convolution's ``(h, w)`` setting, which ``nn.Conv2d`` stores as a plain tuple."""
+    h, w = value
+    return h, w
 
 
 def sparse_modules(model: nn.Module) -> list[SparseConv2d | SparseLinear]:

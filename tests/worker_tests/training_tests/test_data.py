@@ -15,11 +15,11 @@ from services.worker.training.data import make_loaders
 def test_digits_split_is_fixed_and_sized() -> None:
     a = load_datasets("digits", None, 16)
     b = load_datasets("digits", None, 16)
-    assert (len(a.train), len(a.val), a.num_classes) == (1438, 359, 10)  # type: ignore[arg-type]
+    assert (len(a.train), len(a.val), a.num_classes) == (1438, 359, 10)
     image, label = a.train[0]
     assert image.shape == (3, 16, 16) and image.dtype == torch.float32
     assert 0 <= int(label) < 10
-    assert torch.equal(a.val[:][0], b.val[:][0])  # type: ignore[index]
+    assert torch.equal(a.val[:][0], b.val[:][0])
     assert torch.equal(image[0], image[2])
 
 

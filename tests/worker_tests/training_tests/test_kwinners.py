@@ -1,14 +1,15 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 import torch
 from torch import nn
 
-from services.worker.training.kwinners import KWinners
 from services.worker.training.kwinners import KWinners2d
 from services.worker.training.kwinners import decay_boost
+from services.worker.training.kwinners import kwinners
 
 
 def _tie_free_positive(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -39,20 +40,29 @@ def test_global_2d_keeps_exactly_k_per_sample() -> None:
     assert torch.equal(out.flatten(1) != 0, winners)
 
 
-def test_1d_keeps_exactly_k_per_row() -> None:
-    kw = KWinners(10, percent_on=0.3, boost_strength=0.0)
+def test_function_keeps_exactly_k_per_row() -> None:
     x = _tie_free_positive(7, 10)
-    out = kw(x)
+    out = kwinners(x, x, 3, dim=1)
     winners = torch.zeros(7, 10, dtype=torch.bool).scatter_(1, x.topk(3, dim=1).indices, True)
     assert torch.equal(out != 0, winners)
     assert torch.equal(out[winners], x[winners])
 
 
+def _ranked_on_itself(x: torch.Tensor) -> torch.Tensor:
+    return kwinners(x, x.detach(), 3, dim=1)
+
+
 @pytest.mark.parametrize(
-    "module", [KWinners(6, 0.5), KWinners2d(6, 0.5), KWinners2d(6, 0.5, local=False)]
+    ("module", "shape"),
+    [
+        (_ranked_on_itself, (4, 6)),
+        (KWinners2d(6, 0.5), (4, 6, 3, 3)),
+        (KWinners2d(6, 0.5, local=False), (4, 6, 3, 3)),
+    ],
 )
-def test_gradient_flows_only_to_winners(module: nn.Module) -> None:
-    shape = (4, 6) if isinstance(module, KWinners) else (4, 6, 3, 3)
+def test_gradient_flows_only_to_winners(
+    module: Callable[[torch.Tensor], torch.Tensor], shape: tuple[int, ...]
+) -> None:
     x = (_tie_free_positive(*shape) - 0.3).requires_grad_(True)
     out = module(x)
     weights = torch.randn(shape)
@@ -70,6 +80,7 @@ def test_inplace_gradient_matches_out_of_place() -> None:
         leaf = x.clone().requires_grad_(True)
         out = KWinners2d(8, 0.5, inplace=inplace)(leaf * 1.0)
         out.pow(2).sum().backward()
+        assert leaf.grad is not None
         grads.append(leaf.grad)
     assert torch.equal(grads[0], grads[1])
 
@@ -78,7 +89,8 @@ def test_negatives_never_win() -> None:
     kw = KWinners2d(4, percent_on=0.75, boost_strength=0.0)
     x = torch.tensor([-3.0, -1.0, 2.0, -2.0]).view(1, 4, 1, 1)
     assert torch.equal(kw(x).flatten(), torch.tensor([0.0, 0.0, 2.0, 0.0]))
-    assert torch.equal(KWinners(5, 0.6)(-torch.rand(3, 5) - 0.1), torch.zeros(3, 5))
+    everywhere = KWinners2d(5, 0.6, local=False)
+    assert torch.equal(everywhere(-torch.rand(3, 5, 2, 2) - 0.1), torch.zeros(3, 5, 2, 2))
 
 
 def test_boosting_ranks_by_boosted_score_and_passes_unboosted_value() -> None:
@@ -124,31 +136,34 @@ def test_duty_cycles_follow_the_definition() -> None:
     assert torch.allclose(kw.duty_cycles, expected) and kw.samples_seen == 4
 
 
-def test_duty_cycles_1d() -> None:
-    kw = KWinners(3, percent_on=1 / 3, boost_strength=0.0)
-    kw(torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0], [0.0, 5.0, 1.0]]))
+def test_duty_cycles_on_1x1_maps() -> None:
+    kw = KWinners2d(3, percent_on=1 / 3, boost_strength=0.0)
+    kw(torch.tensor([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0], [0.0, 5.0, 1.0]]).view(3, 3, 1, 1))
     assert torch.allclose(kw.duty_cycles, torch.tensor([1.0, 1.0, 1.0]) / 3)
 
 
 def test_boost_decay_and_state_round_trip() -> None:
-    model = nn.Sequential(KWinners2d(4, 0.5, boost_strength=1.5, boost_strength_factor=0.9))
-    model.append(KWinners(4, 0.5, boost_strength=1.0, boost_strength_factor=0.5))
+    first = KWinners2d(4, 0.5, boost_strength=1.5, boost_strength_factor=0.9)
+    second = KWinners2d(4, 0.5, local=False, boost_strength=1.0, boost_strength_factor=0.5)
+    model = nn.Sequential(first, nn.Sequential(nn.Identity(), second))  # found when nested too
     for _ in range(3):
         decay_boost(model)
-    assert model[0].boost_strength == pytest.approx(1.5 * 0.9**3)
-    assert model[1].boost_strength == pytest.approx(0.125)
-    assert isinstance(model[0].boost_strength, float)
-    model[0](torch.rand(5, 4, 2, 2))
-    clone = nn.Sequential(KWinners2d(4, 0.5), KWinners(4, 0.5))
+    assert first.boost_strength == pytest.approx(1.5 * 0.9**3)
+    assert second.boost_strength == pytest.approx(0.125)
+    assert isinstance(first.boost_strength, float)
+    first(torch.rand(5, 4, 2, 2))
+    clone_first, clone_second = KWinners2d(4, 0.5), KWinners2d(4, 0.5, local=False)
+    clone = nn.Sequential(clone_first, nn.Sequential(nn.Identity(), clone_second))
     clone.load_state_dict(model.state_dict())
-    assert clone[0].boost_strength == model[0].boost_strength
-    assert clone[0].samples_seen == 5
-    assert torch.equal(clone[0].duty_cycles, model[0].duty_cycles)
+    assert clone_first.boost_strength == first.boost_strength
+    assert clone_second.boost_strength == second.boost_strength
+    assert clone_first.samples_seen == 5
+    assert torch.equal(clone_first.duty_cycles, first.duty_cycles)
 
 
 def test_k_inference_factor_applies_in_eval_only() -> None:
-    kw = KWinners(10, percent_on=0.2, k_inference_factor=1.5, boost_strength=0.0)
-    x = _tie_free_positive(2, 10)
-    assert torch.equal((kw(x) != 0).sum(dim=1), torch.tensor([2, 2]))
+    kw = KWinners2d(10, percent_on=0.2, k_inference_factor=1.5, boost_strength=0.0)
+    x = _tie_free_positive(2, 10, 1, 1)
+    assert torch.equal((kw(x) != 0).sum(dim=1).flatten(), torch.tensor([2, 2]))
     kw.eval()
-    assert torch.equal((kw(x) != 0).sum(dim=1), torch.tensor([3, 3]))
+    assert torch.equal((kw(x) != 0).sum(dim=1).flatten(), torch.tensor([3, 3]))

@@ -58,33 +58,31 @@ def test_grouped_conv_fan_in_counts_per_group() -> None:
 def test_counts_stay_exact_after_sgd_with_momentum_and_weight_decay() -> None:
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    model = nn.Sequential(
-        SparseConv2d(3, 8, 3, padding=1, density=0.25, generator=gen),
-        nn.ReLU(),
-        nn.Flatten(),
-        SparseLinear(8 * 6 * 6, 5, density=0.1, generator=gen),
-    )
-    masks = [m.weight_mask.clone() for m in (model[0], model[3])]
+    conv = SparseConv2d(3, 8, 3, padding=1, density=0.25, generator=gen)
+    linear = SparseLinear(8 * 6 * 6, 5, density=0.1, generator=gen)
+    model = nn.Sequential(conv, nn.ReLU(), nn.Flatten(), linear)
+    layers = (conv, linear)
+    masks = [m.weight_mask.clone() for m in layers]
     opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9, weight_decay=0.1)
     for _ in range(30):
         x = torch.randn(4, 3, 6, 6)
         loss = model(x).pow(2).mean() - model(x).mean()
         opt.zero_grad()
         loss.backward()
-        for layer, mask in zip((model[0], model[3]), masks, strict=True):
+        for layer, mask in zip(layers, masks, strict=True):
             assert layer.weight.grad is not None
             assert torch.all(layer.weight.grad[mask == 0] == 0)  # the grad hook
         opt.step()
-        for layer, mask in zip((model[0], model[3]), masks, strict=True):
+        for layer, mask in zip(layers, masks, strict=True):
             # even without rezero, momentum and decay cannot revive a pruned weight
             assert torch.all(layer.weight[mask == 0] == 0)
         rezero_weights(model)
-    for layer, mask in zip((model[0], model[3]), masks, strict=True):
+    for layer, mask in zip(layers, masks, strict=True):
         assert torch.equal(layer.weight != 0, mask.bool())
         state = opt.state[layer.weight]["momentum_buffer"]
         assert torch.all(state[mask == 0] == 0)
-    assert torch.equal(_kept_per_unit(model[0].weight), torch.full((8,), round(0.25 * 27)))
-    assert torch.equal(_kept_per_unit(model[3].weight), torch.full((5,), round(0.1 * 288)))
+    assert torch.equal(_kept_per_unit(conv.weight), torch.full((8,), round(0.25 * 27)))
+    assert torch.equal(_kept_per_unit(linear.weight), torch.full((5,), round(0.1 * 288)))
 
 
 def test_reset_parameters_reapplies_mask() -> None:
