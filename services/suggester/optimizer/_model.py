@@ -1,47 +1,28 @@
 """The surrogate: one exact GP per outcome over parameters plus the task, warm-started.
 
-Three ways to put the task into the model are built here; `DEFAULT_MODEL` is the measured
-choice.
+`build_model` puts the task into the model in one of three ways (`MODEL_KINDS`). Experiments
+use `DEFAULT_MODEL`, ``"task"``; the other two are kept so that ``bench/optimizer.py --model``
+can compare them with it (docs/optimizer.md has the measurements behind the choice).
 
 * ``"task"``: `MultiTaskGP`, an ICM kernel ``k_x(x, x') * B[t, t']`` with a learned positive
   task covariance ``B``, a constant mean per task and, without reported noise, a noise level
-  per task. It assumes nothing about how tasks relate. ``B``'s factor has a column per task,
-  but the all-ones start keeps the columns equal, so ``B`` is rank one plus a diagonal; a start
-  whose second column grows with cheapness (room for a cost-ordered discrepancy) reached the
-  mixed problem's 1% target on 2 of 10 seeds against 4 of 10, so it is not used.
+  per task. It assumes nothing about how tasks relate and learns how well each cheap task
+  predicts the full-cost one. ``B`` starts from an all-ones factor and a small diagonal
+  (`_INITIAL_TASK_VAR`): the tasks start highly correlated and a capped fit lowers that where
+  the data disagree. The all-ones start keeps the factor's columns equal, so ``B`` stays rank
+  one plus a diagonal.
 * ``"fidelity"``: `SingleTaskMultiFidelityGP` with the task's cost as a data fidelity ``s``
   and the downsampling kernel ``k_x(x, x') * (c + ((1 - s)(1 - s'))^(1 + delta))``: a cheap
   task is the full-cost function plus a discrepancy that vanishes at ``s = 1``.
 * ``"lcm"``: the ICM kernel plus a discrepancy term ``k_x'(x, x') * D[t, t']`` with its own
   lengthscales and a rank-1-plus-diagonal ``D`` (a two-term linear model of coregionalization,
-  `_discrepancy_kernel`): tasks may differ along directions the shared term does not vary in
-  (the mixed problem's short runs favour a larger learning rate). Until every task has an
-  observation it is the ICM model (BoTorch fills in unobserved tasks for one task kernel only).
+  `_discrepancy_kernel`): tasks may differ along directions the shared term does not vary in.
+  Until every task has an observation it is the ICM model (BoTorch fills in unobserved tasks
+  for one task kernel only).
 
-Measured with ``bench/optimizer.py --methods mtbo [--model fidelity]`` (10 seeds, budget in
-full-cost units, 4 asynchronous workers, same MF-2S policy), seeds reaching the target and
-median final regret, ICM vs downsampling:
-
-* AugmentedHartmann (budget 25): 7/10, 0.0093 vs 0/10, 0.19;
-* AugmentedBranin (budget 15): 10/10, 0.20 vs 9/10, 1.50;
-* mixed learning-curve problem (budget 25): 4/10, 0.0051 vs 4/10, 0.0043 (a tie; another
-  run of the ICM model, differing only in when it refitted, gave 5/10, 0.0038; over 20 seeds
-  the ICM model reaches it on 6, and a Matern-5/2 ``k_x`` on 7 at 40% more compute).
-
-The downsampling model learned a weak correlation between the cheapest task and the full-cost
-one (it gives every cheap task the discrepancy's variance, and centering by sample means is
-biased when tasks sampled different regions), so stage B kept buying the half-cost task; the
-ICM model, started at highly correlated tasks, learned correlations near the true ones (0.99 on
-AugmentedHartmann, where they are 0.9999) and bought the 1/8-cost task.
-
-``"lcm"`` against ``"task"`` (same benchmark, both on one machine on 2026-11-28): Hartmann
-6/10 at 1%, median 21.5, regret 0.0091 vs 7/10, 21.5, 0.0093; Branin 10/10, 9.5 at 1% and
-7/10, median 11.5 at 0.1% vs 10/10, 9.5 and 8/10, 14.1; mixed 5/10, 23.9, regret 0.0013 vs
-4/10 (median unreached), 0.0051. It costs about twice the compute per suggestion
-(`bench/suggest_latency.py`, p50 / p95 at 100 and 1,000 observations: 1.84 / 3.65 and
-2.28 / 12.79 s vs 0.70 / 1.79 and 1.30 / 6.79 s), which breaks the 10 s bound at 1,000
-observations, and on a problem with few full-cost points and a large discrepancy it predicted
-the full-cost task worse than ICM. ``"task"`` therefore stays the default.
+``"task"`` is the default because it found the full-cost optimum more often than the
+downsampling kernel under the same policy, and ``"lcm"`` costs about twice the compute per
+suggestion without a consistent gain.
 
 ``k_x`` is an RBF kernel with BoTorch's dimension-scaled lengthscale prior on the numeric
 columns times a Hamming `CategoricalKernel` on the categorical columns. Outcomes are
@@ -61,12 +42,12 @@ from typing import Any
 
 import torch
 from botorch.fit import fit_gpytorch_mll
-from botorch.models import MultiTaskGP
 from botorch.models import SingleTaskGP
-from botorch.models import SingleTaskMultiFidelityGP
+from botorch.models.gp_regression_fidelity import SingleTaskMultiFidelityGP
 from botorch.models.gpytorch import GPyTorchModel
 from botorch.models.kernels.categorical import CategoricalKernel
 from botorch.models.kernels.positive_index import PositiveIndexKernel
+from botorch.models.multitask import MultiTaskGP
 from botorch.models.transforms.outcome import Standardize
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from gpytorch.kernels import IndexKernel
