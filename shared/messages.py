@@ -3,6 +3,10 @@
 * `Event`: written by the API's outbox relay to `names.EVENTS_STREAM`.
 * `TrainRequest`: the one argument of the Celery training task (sent by the suggester).
 * `TrainResult`: written by a worker to `names.RESULTS_STREAM`.
+* `PoolEntry`: a precomputed suggestion in `names.pool_key`, written by the suggester and
+  popped by the API.
+
+Each is written with ``to_json`` and read with ``from_json``; nothing else encodes them.
 """
 
 from __future__ import annotations
@@ -11,7 +15,10 @@ import json
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
+from enum import StrEnum
 from typing import Any
+from typing import ClassVar
+from typing import Self
 
 SCHEMA_VERSION = 1
 
@@ -20,47 +27,64 @@ class MessageError(ValueError):
     """A message that cannot be decoded (wrong version, missing or unknown fields)."""
 
 
-def _decode(cls: type, text: str | bytes) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise MessageError(f"{cls.__name__}: not JSON") from exc
-    if not isinstance(data, dict) or data.pop("schema", None) != SCHEMA_VERSION:
-        raise MessageError(f"{cls.__name__}: missing or unsupported schema version")
-    return data
+class _Message:
+    """The JSON round trip shared by every message: ``{"schema": SCHEMA_VERSION, **fields}``."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
+
+    def to_json(self) -> str:
+        return json.dumps({"schema": SCHEMA_VERSION, **asdict(self)}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Self:
+        """Raises `MessageError` for text that is not this message at this schema version."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise MessageError(f"{cls.__name__}: not JSON") from exc
+        if not isinstance(data, dict) or data.pop("schema", None) != SCHEMA_VERSION:
+            raise MessageError(f"{cls.__name__}: missing or unsupported schema version")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise MessageError(f"{cls.__name__}: {exc}") from exc
 
 
-def _encode(message: Any) -> str:
-    return json.dumps({"schema": SCHEMA_VERSION, **asdict(message)}, separators=(",", ":"))
+class EventType(StrEnum):
+    """What an `Event` says changed."""
+
+    EXPERIMENT_CREATED = "experiment.created"
+    EXPERIMENT_UPDATED = "experiment.updated"
+    EXPERIMENT_DELETED = "experiment.deleted"
+    SUGGESTION_CREATED = "suggestion.created"
+    SUGGESTION_DELETED = "suggestion.deleted"
+    OBSERVATION_CREATED = "observation.created"
+    OBSERVATION_UPDATED = "observation.updated"
+    OBSERVATION_DELETED = "observation.deleted"
+    TRAINING_RUN_UPDATED = "training_run.updated"
 
 
 @dataclass(frozen=True)
-class Event:
+class Event(_Message):
     """Something changed in an experiment; consumers re-read state through the API.
 
-    ``type`` is one of ``experiment.created``, ``experiment.updated``, ``experiment.deleted``,
-    ``suggestion.created``, ``suggestion.deleted``, ``observation.created``,
-    ``observation.updated``, ``observation.deleted``, ``training_run.updated``.
-    ``id`` is the outbox row id: the same event may be delivered twice, with the same id.
+    ``id`` is the outbox row id: the same event may be delivered twice, with the same id. An
+    unknown ``type`` is a `MessageError` (a newer producer must bump `SCHEMA_VERSION`).
     """
 
-    type: str
+    type: EventType
     experiment_id: int
     id: int = 0
 
-    def to_json(self) -> str:
-        return _encode(self)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> Event:
+    def __post_init__(self) -> None:
         try:
-            return cls(**_decode(cls, text))
-        except TypeError as exc:
-            raise MessageError(str(exc)) from exc
+            object.__setattr__(self, "type", EventType(self.type))
+        except ValueError as exc:
+            raise MessageError(f"Event: unknown type {self.type!r}") from exc
 
 
 @dataclass(frozen=True)
-class TrainRequest:
+class TrainRequest(_Message):
     """Train one suggestion once: attempt ``attempt`` of training run ``run_id``."""
 
     experiment_id: int
@@ -74,19 +98,9 @@ class TrainRequest:
     cost: float = 1.0
     metric: str = "value"
 
-    def to_json(self) -> str:
-        return _encode(self)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> TrainRequest:
-        try:
-            return cls(**_decode(cls, text))
-        except TypeError as exc:
-            raise MessageError(str(exc)) from exc
-
 
 @dataclass(frozen=True)
-class TrainResult:
+class TrainResult(_Message):
     """The outcome of one attempt: metric values, a failure with its reason, or ``stopped`` when
     the attempt ended early because the experiment was paused or stopped (not a failure)."""
 
@@ -100,12 +114,14 @@ class TrainResult:
     reason: str | None = None
     traceback: str | None = None
 
-    def to_json(self) -> str:
-        return _encode(self)
 
-    @classmethod
-    def from_json(cls, text: str | bytes) -> TrainResult:
-        try:
-            return cls(**_decode(cls, text))
-        except TypeError as exc:
-            raise MessageError(str(exc)) from exc
+@dataclass(frozen=True)
+class PoolEntry(_Message):
+    """A precomputed suggestion. ``observation_count`` is the count of observations it was
+    computed from, so the API can tell a fresh entry from a stale one; ``source`` is the
+    optimizer's (`services.suggester.optimizer.SOURCES`)."""
+
+    assignments: dict[str, Any]
+    task: str | None
+    observation_count: int
+    source: str

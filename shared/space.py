@@ -27,9 +27,6 @@ import numpy as np
 
 Assignments = dict[str, Any]
 
-#: Two values of a double closer than this (relative to the range) are the same point.
-DUPLICATE_TOLERANCE = 1e-9
-
 
 class InvalidAssignments(ValueError):
     """An assignment does not fit the space; ``field`` names the offending key."""

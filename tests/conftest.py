@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis
 
 from tests import services
 from tests.services import Platform
+
+if TYPE_CHECKING:
+    from tests.inprocess import InProcessApi
 
 
 @pytest.fixture(scope="session")
@@ -57,3 +61,15 @@ def make_platform(
 @pytest.fixture()
 def platform(make_platform: Callable[..., Platform]) -> Platform:
     return make_platform()
+
+
+@pytest.fixture()
+def inprocess_api(
+    tmp_path: Path, redis_url: str, redis_client: redis.Redis
+) -> Iterator[InProcessApi]:
+    """The real API app served over HTTP in this process (`tests.inprocess.InProcessApi`), on a
+    temp SQLite database and the (flushed) test Redis; short leases and heartbeats."""
+    from tests.inprocess import serve_api  # imports the API app only for tests that use it
+
+    with serve_api(tmp_path, redis_url, run_lease_s=5.0, heartbeat_s=0.05) as api:
+        yield api

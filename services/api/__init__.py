@@ -7,6 +7,7 @@ import logging
 
 import redis
 from flask import Flask
+from flask import Response
 from flask import request
 from werkzeug.routing import BaseConverter
 from werkzeug.routing import ValidationError
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None, *, start_relay: bool = True) ->
         relay.start()
 
     @app.after_request
-    def _wake_relay(response):  # type: ignore[no-untyped-def]
+    def _wake_relay(response: Response) -> Response:
         if request.method != "GET":
             relay.notify()
         return response

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from flask import Flask
 from flask import Response
@@ -11,6 +12,10 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
+
+#: How pydantic shows an allowed enum member (``<RunState.FAILED: 'failed'>``); a client sent
+#: and should send its value (``'failed'``).
+_ENUM_MEMBER = re.compile(r"<\w+\.\w+: ('[^']*')>")
 
 
 class ApiError(Exception):
@@ -35,9 +40,18 @@ def error_response(status: int, message: str) -> tuple[Response, int]:
     return jsonify({"message": message, "status": status}), status
 
 
+def _allowed_values(expected: str) -> list[str]:
+    """How pydantic lists allowed values (``'a', 'b' or 'c'``, enum members shown by value) as
+    a list."""
+    head, _, last = _ENUM_MEMBER.sub(r"\1", expected).rpartition(" or ")
+    return [*head.split(", "), last] if head else [last]
+
+
 def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
-    """One readable line per pydantic error, each naming its field as ``a.b[0].c``."""
-    lines = []
+    """One readable line per pydantic error, each naming its field as ``a.b[0].c``. A field that
+    takes one of several sets of values (a state or a filter) gets one line listing them all."""
+    lines: dict[str, str] = {}
+    allowed: dict[str, list[str]] = {}
     for error in exc.errors(include_url=False)[:10]:
         field = prefix
         for part in error["loc"]:
@@ -49,14 +63,21 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
                 field += f".{part}" if field else str(part)
         field = field or "body"
         kind = error["type"]
-        message = str(error["msg"]).removeprefix("Value error, ")
+        message = _ENUM_MEMBER.sub(r"\1", str(error["msg"]).removeprefix("Value error, "))
         if kind == "extra_forbidden":
-            lines.append(f"Unknown field {field}")
+            line = f"Unknown field {field}"
         elif kind == "missing":
-            lines.append(f"Missing required field {field}")
+            line = f"Missing required field {field}"
+        elif kind in ("enum", "literal_error"):
+            values = allowed.setdefault(field, [])
+            values += _allowed_values(str(error.get("ctx", {}).get("expected", "")))
+            listed = " or ".join([", ".join(values[:-1]), values[-1]] if values[1:] else values)
+            lines[f"allowed {field}"] = f"Invalid value for {field}: Input should be {listed}"
+            continue
         else:
-            lines.append(f"Invalid value for {field}: {message}")
-    return "; ".join(dict.fromkeys(lines))
+            line = f"Invalid value for {field}: {message}"
+        lines.setdefault(line, line)
+    return "; ".join(lines.values())
 
 
 def init_app(app: Flask) -> None:

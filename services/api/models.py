@@ -22,6 +22,10 @@ from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
+from shared.states import ExperimentState
+from shared.states import RunState
+from shared.states import SuggestionState
+
 
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
@@ -56,7 +60,8 @@ class Experiment(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
     name: Mapped[str] = mapped_column(String(100))
-    state: Mapped[str] = mapped_column(String(16), default="active")
+    #: An `ExperimentState`.
+    state: Mapped[str] = mapped_column(String(16), default=ExperimentState.ACTIVE)
     definition: Mapped[dict[str, Any]] = mapped_column(JSON)
     observation_budget: Mapped[float | None] = mapped_column(Float, nullable=True)
     parallel_bandwidth: Mapped[int] = mapped_column(Integer, default=1)
@@ -76,10 +81,10 @@ class Suggestion(Base):
     task: Mapped[str | None] = mapped_column(String(100), nullable=True)
     #: `shared.space.assignment_key` of (assignments, task), for duplicate checks.
     key: Mapped[str] = mapped_column(String(64))
-    #: "open" until a non-deleted observation references it, then "closed".
-    state: Mapped[str] = mapped_column(String(16), default="open")
+    #: A `SuggestionState`: open until a non-deleted observation references it, then closed.
+    state: Mapped[str] = mapped_column(String(16), default=SuggestionState.OPEN)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False)
-    #: Where it came from: queued | pool | design | random | user.
+    #: Where it came from: a `services.api.store.suggestions.SuggestionSource`.
     source: Mapped[str] = mapped_column(String(16))
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
     created: Mapped[float] = mapped_column(Float)
@@ -135,8 +140,8 @@ class TrainingRun(Base):
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), index=True)
     suggestion_id: Mapped[int] = mapped_column(ForeignKey("suggestions.id"), index=True)
     name: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    #: queued | running | completed | failed | lost | stopped
-    state: Mapped[str] = mapped_column(String(16), default="queued")
+    #: A `RunState`.
+    state: Mapped[str] = mapped_column(String(16), default=RunState.QUEUED)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     heartbeat: Mapped[float | None] = mapped_column(Float, nullable=True)
     worker: Mapped[str | None] = mapped_column(String(200), nullable=True)
@@ -171,6 +176,7 @@ class OutboxEvent(Base):
 
     __tablename__ = "outbox"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: An `EventType`.
     type: Mapped[str] = mapped_column(String(40))
     experiment_id: Mapped[int] = mapped_column(Integer)
     created: Mapped[float] = mapped_column(Float)

@@ -28,13 +28,13 @@ class Operation:
 
 
 class ApiBlueprint(Blueprint):
-    """A blueprint whose `endpoint` decorator records each operation for the document."""
+    """A blueprint whose `operation` decorator records each operation for the document."""
 
     def __init__(self, name: str, import_name: str, **kwargs: Any) -> None:
         super().__init__(name, import_name, **kwargs)
         self.operations: list[Operation] = []
 
-    def endpoint(
+    def operation(
         self,
         method: str,
         rule: str,

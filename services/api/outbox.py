@@ -25,6 +25,7 @@ from sqlalchemy.orm import sessionmaker
 from services.api.models import Experiment
 from services.api.models import OutboxEvent
 from shared.messages import Event
+from shared.messages import EventType
 from shared.names import EVENTS_STREAM
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ STREAM_MAXLEN = 100_000
 DEBOUNCE_S = 0.01
 
 
-def record(session: Session, event_type: str, experiment: Experiment) -> None:
+def record(session: Session, event_type: EventType, experiment: Experiment) -> None:
     """Add an event to the current transaction."""
     session.add(OutboxEvent(type=event_type, experiment_id=experiment.id, created=time.time()))
 
@@ -90,7 +91,7 @@ class Relay:
                 return 0
             pipe = self._redis.pipeline(transaction=False)
             for row in rows:
-                event = Event(type=row.type, experiment_id=row.experiment_id, id=row.id)
+                event = Event(type=EventType(row.type), experiment_id=row.experiment_id, id=row.id)
                 pipe.xadd(
                     EVENTS_STREAM,
                     {"event": event.to_json()},

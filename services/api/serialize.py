@@ -12,6 +12,7 @@ from services.api.models import Observation
 from services.api.models import QueuedSuggestion
 from services.api.models import Suggestion
 from services.api.models import TrainingRun
+from shared.states import FINISHED_RUN_STATES
 
 
 def _id(value: int | None) -> str | None:
@@ -142,7 +143,7 @@ def training_run(
         "observation": _id(observation_id),
         "name": r.name,
         "state": r.state,
-        "finished": r.state in ("completed", "failed", "lost", "stopped"),
+        "finished": r.state in FINISHED_RUN_STATES,
         "attempt": r.attempt,
         "heartbeat": r.heartbeat,
         "worker": r.worker,

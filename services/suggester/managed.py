@@ -8,23 +8,31 @@ class only reads it and acts, so a restarted suggester carries on where the last
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
+
+import redis
 
 from services.suggester import pools
 from services.suggester.history import History
 from services.suggester.optimizer import suggest
 from services.suggester.publish import Publisher
+from shared import api_objects
 from shared.api_client import ApiClient
 from shared.api_client import ApiRequestError
+from shared.api_objects import Suggestion
+from shared.api_objects import TrainingRun
 from shared.messages import TrainRequest
 from shared.messages import TrainResult
 from shared.settings import Settings
+from shared.states import IN_FLIGHT_RUN_STATES
+from shared.states import ExperimentState
+from shared.states import RunState
+from shared.states import StateFilter
 
 log = logging.getLogger(__name__)
-
-IN_FLIGHT = ("queued", "running")
 
 
 class Managed:
@@ -33,7 +41,7 @@ class Managed:
         client: ApiClient,
         publisher: Publisher,
         settings: Settings,
-        redis_client: Any,
+        redis_client: redis.Redis,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._api = client
@@ -49,56 +57,61 @@ class Managed:
         Returns True while the experiment has runs in flight (the caller keeps checking it).
         """
         experiment = history.experiment
-        eid = int(experiment["id"])
-        state = experiment["state"]
-        if state == "deleted":
+        eid = experiment.id
+        state = experiment.state
+        if state is ExperimentState.DELETED:
             return False
         runs = self._unfinished_runs(eid)
         if self._look_after(history, runs):
             runs = self._unfinished_runs(eid)
-        in_flight = [r for r in runs if r["state"] in IN_FLIGHT]
-        consumed = float(experiment["progress"]["observation_budget_consumed"])
-        budget = float(experiment["observation_budget"])
-        committed = consumed + sum(history.spec.task_cost(_task(r)) for r in in_flight)
-        if consumed >= budget and not in_flight and state == "active":
-            self._api.put(f"/experiments/{eid}", {"state": "completed"})
+        in_flight = [r for r in runs if r.state in IN_FLIGHT_RUN_STATES]
+        consumed = experiment.progress.observation_budget_consumed
+        budget = experiment.observation_budget
+        if budget is None:  # the API requires one of a managed experiment
+            budget = math.inf
+        committed = consumed + sum(history.spec.task_cost(r.task) for r in in_flight)
+        if consumed >= budget and not in_flight and state is ExperimentState.ACTIVE:
+            api_objects.set_experiment_state(self._api, eid, ExperimentState.COMPLETED)
             log.info(
                 "experiment %s completed: budget %.3f of %.3f consumed", eid, consumed, budget
             )
             return False
-        slots = int(experiment["parallel_bandwidth"]) - len(in_flight)
-        if state == "active" and slots > 0 and committed < budget:
+        slots = experiment.parallel_bandwidth - len(in_flight)
+        if state is ExperimentState.ACTIVE and slots > 0 and committed < budget:
             self._fill(history, slots, budget - committed)
             return True
         return bool(in_flight)
 
-    def _unfinished_runs(self, eid: int) -> list[dict[str, Any]]:
-        return list(self._api.iterate(f"/experiments/{eid}/training_runs", state="unfinished"))
+    def _unfinished_runs(self, eid: int) -> list[TrainingRun]:
+        return api_objects.list_training_runs(self._api, eid, StateFilter.UNFINISHED)
 
-    def _look_after(self, history: History, runs: list[dict[str, Any]]) -> bool:
+    def _look_after(self, history: History, runs: list[TrainingRun]) -> bool:
         """Resume or stop paused runs, reap lost ones, and start a run for any open suggestion
         left without one by a crash. Returns True if it changed a run."""
-        state = history.experiment["state"]
+        state = history.experiment.state
         acted = False
         for run in runs:
-            if run["state"] == "paused" and state in ("active", "stopped"):
-                if state == "active":
+            if run.state is RunState.PAUSED and state in (
+                ExperimentState.ACTIVE,
+                ExperimentState.STOPPED,
+            ):
+                if state is ExperimentState.ACTIVE:
                     self._retry(history, run)
                 else:
                     self._stopped(run)
                 acted = True
-            elif run["state"] == "running":
+            elif run.state is RunState.RUNNING:
                 acted |= self._reap_if_lost(history, run)
-        if state == "active":
-            with_run = {r["suggestion"] for r in runs}
+        if state is ExperimentState.ACTIVE:
+            with_run = {r.suggestion for r in runs}
             for suggestion in history.open_suggestions:
-                if suggestion["id"] not in with_run:
+                if suggestion.id not in with_run:
                     self._start(history, suggestion)
                     acted = True
         return acted
 
     def _fill(self, history: History, slots: int, budget_left: float) -> None:
-        eid = int(history.experiment["id"])
+        eid = history.experiment.id
         result = suggest(
             history.spec,
             history.observations,
@@ -123,30 +136,29 @@ class Managed:
             }
             if candidate.task is not None:
                 suggestion["task"] = candidate.task
-            run = self._api.post(f"/experiments/{eid}/training_runs", {"suggestion": suggestion})
+            run = api_objects.create_training_run(self._api, eid, suggestion)
             self._send(history, run)
             budget_left -= history.spec.task_cost(candidate.task)
 
-    def _start(self, history: History, suggestion: dict[str, Any]) -> None:
-        eid = int(history.experiment["id"])
-        run = self._api.post(f"/experiments/{eid}/training_runs", {"suggestion": suggestion["id"]})
-        if run["state"] == "queued":
+    def _start(self, history: History, suggestion: Suggestion) -> None:
+        run = api_objects.create_training_run(self._api, history.experiment.id, suggestion.id)
+        if run.state is RunState.QUEUED:
             self._send(history, run)
 
-    def _send(self, history: History, run: dict[str, Any]) -> None:
-        objective = history.experiment["objective"]
-        task = _task(run)
+    def _send(self, history: History, run: TrainingRun) -> None:
+        objective = history.experiment.objective
+        assert objective is not None, "only a managed experiment has runs to send"
         self._publisher.send(
             TrainRequest(
-                experiment_id=int(history.experiment["id"]),
-                suggestion_id=int(run["suggestion"]),
-                run_id=int(run["id"]),
-                attempt=int(run["attempt"]),
-                objective=objective["name"],
-                config=objective.get("config") or {},
-                assignments=run["assignments"],
-                task=task,
-                cost=history.spec.task_cost(task),
+                experiment_id=history.experiment.id,
+                suggestion_id=run.suggestion,
+                run_id=run.id,
+                attempt=run.attempt,
+                objective=objective.name,
+                config=objective.config,
+                assignments=run.assignments,
+                task=run.task,
+                cost=history.spec.task_cost(run.task),
                 metric=history.spec.metrics[0].name,
             )
         )
@@ -154,42 +166,42 @@ class Managed:
     def resend_queued(self, history: History) -> None:
         """After a restart: a queued run may never have reached the broker. A second copy of a
         message that did is harmless: only one worker can claim an attempt."""
-        eid = int(history.experiment["id"])
-        for run in self._api.iterate(f"/experiments/{eid}/training_runs", state="queued"):
+        for run in api_objects.list_training_runs(
+            self._api, history.experiment.id, RunState.QUEUED
+        ):
             self._send(history, run)
 
-    def _retry(self, history: History, run: dict[str, Any]) -> None:
-        run = self._api.put(
-            f"/training_runs/{run['id']}", {"new_attempt": True, "attempt": run["attempt"]}
+    def _retry(self, history: History, run: TrainingRun) -> None:
+        retried = api_objects.update_training_run(
+            self._api, run.id, {"new_attempt": True, "attempt": run.attempt}
         )
-        self._send(history, run)
+        self._send(history, retried)
 
-    def _reap_if_lost(self, history: History, run: dict[str, Any]) -> bool:
+    def _reap_if_lost(self, history: History, run: TrainingRun) -> bool:
         """Retry or fail a run whose lease ran out; True if it did."""
-        last_sign = run["heartbeat"] or run["started"] or run["updated"]
-        if self._clock() - float(last_sign) <= self._settings.run_lease_s:
+        last_sign = run.heartbeat or run.started or run.updated
+        silent_s = self._clock() - last_sign
+        if silent_s <= self._settings.run_lease_s:
             return False
         try:
-            if run["attempt"] < self._settings.max_attempts:
+            if run.attempt < self._settings.max_attempts:
                 log.warning(
                     "run %s attempt %s lost (no heartbeat for %.0fs); retrying",
-                    run["id"],
-                    run["attempt"],
-                    self._clock() - float(last_sign),
+                    run.id,
+                    run.attempt,
+                    silent_s,
                 )
                 self._retry(history, run)
             else:
                 log.warning(
-                    "run %s lost after %s attempts; failing its suggestion",
-                    run["id"],
-                    run["attempt"],
+                    "run %s lost after %s attempts; failing its suggestion", run.id, run.attempt
                 )
                 self._finish(
-                    int(run["id"]),
-                    int(run["attempt"]),
-                    state="lost",
+                    run.id,
+                    run.attempt,
+                    state=RunState.LOST,
                     values=None,
-                    reason="lost",
+                    reason=RunState.LOST,  # the failure reason names what happened
                     traceback=None,
                 )
         except ApiRequestError as exc:
@@ -202,8 +214,8 @@ class Managed:
         """Record one attempt's outcome; results of superseded attempts are ignored."""
         if result.stopped:
             try:
-                run = self._api.get(f"/training_runs/{result.run_id}")
-                if run["attempt"] == result.attempt and run["state"] in IN_FLIGHT:
+                run = api_objects.get_training_run(self._api, result.run_id)
+                if run.attempt == result.attempt and run.state in IN_FLIGHT_RUN_STATES:
                     self._stopped(run)
             except ApiRequestError as exc:
                 if exc.status not in (404, 409):  # 409: the run moved on meanwhile
@@ -212,29 +224,31 @@ class Managed:
         self._finish(
             result.run_id,
             result.attempt,
-            state="failed" if result.failed else "completed",
+            state=RunState.FAILED if result.failed else RunState.COMPLETED,
             values=None if result.failed else result.values,
             reason=result.reason,
             traceback=result.traceback,
         )
 
-    def _stopped(self, run: dict[str, Any]) -> None:
-        if run["experiment_state"] == "paused":
-            self._api.put(
-                f"/training_runs/{run['id']}", {"state": "paused", "attempt": run["attempt"]}
+    def _stopped(self, run: TrainingRun) -> None:
+        """A run that ended early: ``paused`` with its experiment, else ``stopped`` with its
+        suggestion withdrawn."""
+        if run.experiment_state is ExperimentState.PAUSED:
+            api_objects.update_training_run(
+                self._api, run.id, {"state": RunState.PAUSED, "attempt": run.attempt}
             )
             return
-        self._api.put(
-            f"/training_runs/{run['id']}", {"state": "stopped", "attempt": run["attempt"]}
+        api_objects.update_training_run(
+            self._api, run.id, {"state": RunState.STOPPED, "attempt": run.attempt}
         )
-        self._api.delete(f"/experiments/{run['experiment']}/suggestions/{run['suggestion']}")
+        api_objects.delete_suggestion(self._api, run.experiment, run.suggestion)
 
     def _finish(
         self,
         run_id: int,
         attempt: int,
         *,
-        state: str,
+        state: RunState,
         values: list[dict[str, Any]] | None,
         reason: str | None,
         traceback: str | None,
@@ -249,12 +263,8 @@ class Managed:
         if traceback:
             body["traceback"] = traceback[-60000:]
         try:
-            self._api.post(f"/training_runs/{run_id}/result", body)
+            api_objects.record_result(self._api, run_id, body)
         except ApiRequestError as exc:
             if exc.status not in (404, 409):
                 raise
             log.info("ignoring result of run %s attempt %s: %s", run_id, attempt, exc.message)
-
-
-def _task(run: dict[str, Any]) -> str | None:
-    return run["task"]["name"] if run.get("task") else None

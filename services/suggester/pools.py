@@ -1,4 +1,8 @@
-"""Writing an experiment's suggestion pool (read by the API) and the optimizer state."""
+"""Writing an experiment's suggestion pool (read by the API) and the optimizer state.
+
+A pool is a Redis list of `shared.messages.PoolEntry` messages, tagged with the observation
+count they were computed from (also kept in `names.pool_version_key`), so that a pool computed
+from older data is known to be stale."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import Any
 import redis
 
 from services.suggester.optimizer import Candidate
+from shared.messages import PoolEntry
 from shared.names import pool_key
 from shared.names import pool_ready_channel
 from shared.names import pool_version_key
@@ -26,14 +31,12 @@ def replace(
 ) -> None:
     """Atomically swap the pool for ``candidates``, tagged with the data behind them."""
     entries = [
-        json.dumps(
-            {
-                "assignments": c.assignments,
-                "task": c.task,
-                "observation_count": observation_count,
-                "source": c.source,
-            }
-        )
+        PoolEntry(
+            assignments=c.assignments,
+            task=c.task,
+            observation_count=observation_count,
+            source=c.source,
+        ).to_json()
         for c in candidates
     ]
     pipe = client.pipeline(transaction=True)
@@ -46,7 +49,7 @@ def replace(
 
 
 def is_fresh(client: redis.Redis, experiment_id: int, observation_count: int) -> bool:
-    """The pool has entries computed from the current observation count."""
+    """The pool has entries computed from (at least) ``observation_count`` observations."""
     pipe = client.pipeline(transaction=False)
     pipe.llen(pool_key(experiment_id))
     pipe.get(pool_version_key(experiment_id))

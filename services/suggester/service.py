@@ -15,7 +15,9 @@ import signal
 import socket
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
+from typing import cast
 
 import redis
 
@@ -24,15 +26,19 @@ from services.suggester import pools
 from services.suggester.managed import Managed
 from services.suggester.optimizer import suggest
 from services.suggester.publish import Publisher
+from shared import api_objects
 from shared.api_client import ApiClient
 from shared.api_client import ApiRequestError
 from shared.messages import Event
+from shared.messages import EventType
 from shared.messages import MessageError
 from shared.messages import TrainResult
 from shared.names import EVENTS_STREAM
 from shared.names import RESULTS_STREAM
 from shared.names import SUGGESTER_GROUP
 from shared.settings import Settings
+from shared.states import ExperimentState
+from shared.states import StateFilter
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +50,17 @@ LEASE_CHECK_S = 1.0
 #: Stream entries idle this long in another consumer's pending list are taken over.
 RECLAIM_IDLE_MS = 60_000
 #: Events after which even a pool computed from the current observation count is outdated.
-_FORCE_REFILL = {"experiment.updated", "observation.updated", "observation.deleted"}
+_FORCE_REFILL = frozenset(
+    {EventType.EXPERIMENT_UPDATED, EventType.OBSERVATION_UPDATED, EventType.OBSERVATION_DELETED}
+)
+#: What XREADGROUP returns: per stream, its entries (id, fields).
+_StreamReplies = list[tuple[bytes | str, list[tuple[bytes, dict[bytes, bytes]]]]]
 #: Events that a managed experiment's own loop causes (this service's writes, a worker claiming
 #: a run). Its results come on the results stream and the lease check refreshes it every second
 #: while runs are in flight, so these echoes need no refresh of their own.
-_MANAGED_ECHOES = {"suggestion.created", "observation.created", "training_run.updated"}
+_MANAGED_ECHOES = frozenset(
+    {EventType.SUGGESTION_CREATED, EventType.OBSERVATION_CREATED, EventType.TRAINING_RUN_UPDATED}
+)
 
 
 class Suggester:
@@ -59,7 +71,9 @@ class Suggester:
         api: ApiClient,
         publisher: Publisher,
         consumer: str,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``clock`` (monotonic seconds) paces the sweep and the lease checks."""
         self._settings = settings
         self._redis = redis_client
         self._api = api
@@ -75,6 +89,7 @@ class Suggester:
         self._next_sweep = 0.0
         self._next_lease_check = 0.0
         self._stopping = False
+        self._clock = clock
 
     def stop(self, *_: Any) -> None:
         self._stopping = True
@@ -90,13 +105,12 @@ class Suggester:
 
     def recover(self) -> None:
         """After a (re)start: look at every experiment; re-send runs that may not be queued."""
-        for experiment in self._api.iterate("/experiments", state="all"):
-            if experiment["state"] == "deleted":
+        for experiment in api_objects.iterate_experiments(self._api, StateFilter.ALL):
+            if experiment.state is ExperimentState.DELETED:
                 continue
-            eid = int(experiment["id"])
-            self._dirty[eid].add("sweep")
-            if experiment.get("objective") and experiment["state"] == "active":
-                self._managed.resend_queued(history_mod.load(self._api, eid))
+            self._dirty[experiment.id].add("sweep")
+            if experiment.is_managed and experiment.state is ExperimentState.ACTIVE:
+                self._managed.resend_queued(history_mod.load(self._api, experiment.id))
 
     # ------------------------------------------------------------------ loop
     def run_forever(self) -> None:
@@ -113,7 +127,9 @@ class Suggester:
                 time.sleep(1.0)
 
     def step(self, block_ms: int) -> None:
-        now = time.monotonic()
+        """One pass: sweep and lease checks when due, read the streams (blocking up to
+        ``block_ms`` when there is nothing to do), dispatch, refresh dirty experiments."""
+        now = self._clock()
         if now >= self._next_sweep:
             self._sweep()
             self._reclaim()
@@ -124,12 +140,15 @@ class Suggester:
             self._next_lease_check = now + LEASE_CHECK_S
         # Reading our own pending entries ("0") or with work waiting: do not block.
         block = None if (self._dirty or self._cursor == "0") else block_ms
-        replies = self._redis.xreadgroup(
-            SUGGESTER_GROUP,
-            self._consumer,
-            {EVENTS_STREAM: self._cursor, RESULTS_STREAM: self._cursor},
-            count=200,
-            block=block,
+        replies = cast(
+            _StreamReplies | None,
+            self._redis.xreadgroup(
+                SUGGESTER_GROUP,
+                self._consumer,
+                {EVENTS_STREAM: self._cursor, RESULTS_STREAM: self._cursor},
+                count=200,
+                block=block,
+            ),
         )
         got = 0
         for stream, entries in replies or ():
@@ -189,14 +208,14 @@ class Suggester:
                 self._managed_ids.discard(eid)
                 return
             raise
-        if h.experiment.get("objective"):
+        if h.experiment.is_managed:
             self._managed_ids.add(eid)
             if self._managed.schedule(h):
                 self._watched.add(eid)
             else:
                 self._watched.discard(eid)
             return
-        if h.experiment["state"] == "deleted":
+        if h.experiment.state is ExperimentState.DELETED:
             pools.drop(self._redis, eid)
             return
         if not kinds & _FORCE_REFILL and pools.is_fresh(self._redis, eid, h.observation_count):
@@ -204,8 +223,8 @@ class Suggester:
         self._refill(h, kinds)
 
     def _refill(self, h: history_mod.History, kinds: set[str]) -> None:
-        eid = int(h.experiment["id"])
-        k = min(int(h.experiment["parallel_bandwidth"]) + POOL_SLACK, MAX_POOL)
+        eid = h.experiment.id
+        k = min(h.experiment.parallel_bandwidth + POOL_SLACK, MAX_POOL)
         started = time.perf_counter()
         result = suggest(
             h.spec,
@@ -235,8 +254,8 @@ class Suggester:
 
     def _sweep(self) -> None:
         try:
-            for experiment in self._api.iterate("/experiments", state="active"):
-                self._dirty[int(experiment["id"])].add("sweep")
+            for experiment in api_objects.iterate_experiments(self._api, ExperimentState.ACTIVE):
+                self._dirty[experiment.id].add("sweep")
         except (ApiRequestError, OSError):
             log.warning("sweep failed; will retry", exc_info=True)
 

@@ -1,8 +1,8 @@
 """Running one training attempt: claim the run, heartbeat, train, publish the result.
 
-Plain functions and classes, called by the thin Celery task and directly by tests. The worker
-talks to the API (the only writer of the store) over HTTP and publishes results to a Redis
-stream the suggester consumes.
+Plain functions and classes, called by the thin Celery task (`services.worker.tasks`) and
+directly by tests (`tests/worker_tests/test_runner.py`). The worker talks to the API (the only
+writer of the store) over HTTP and publishes results to a Redis stream the suggester consumes.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import redis
 
 from services.worker import objectives
 from services.worker.objectives._base import RunContext
+from shared import api_objects
 from shared.api_client import ApiClient
 from shared.api_client import ApiRequestError
 from shared.messages import TrainRequest
@@ -25,12 +26,14 @@ from shared.messages import TrainResult
 from shared.names import RESULTS_STREAM
 from shared.settings import Settings
 from shared.space import Task
+from shared.states import ExperimentState
+from shared.states import RunState
 
 log = logging.getLogger(__name__)
 
 RESULTS_MAXLEN = 100_000
 #: Experiment states in which a run keeps training.
-TRAINING_STATES = ("active",)
+TRAINING_STATES = frozenset({ExperimentState.ACTIVE})
 
 
 class ApiRunContext(RunContext):
@@ -38,17 +41,14 @@ class ApiRunContext(RunContext):
     heartbeats (experiment paused/stopped, or this attempt superseded by a newer one)."""
 
     def __init__(self, api: ApiClient, request: TrainRequest, checkpoint_dir: Path) -> None:
+        import torch  # here, not at import: the worker's parent process never imports torch
+
         self.checkpoint_dir = checkpoint_dir
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self._api = api
         self._request = request
         self._stop = threading.Event()
         self.superseded = threading.Event()
-
-    @property
-    def device(self) -> str:  # type: ignore[override]
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
 
     def report(self, epoch: int, values: Mapping[str, float]) -> None:
         body = {
@@ -99,8 +99,9 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._done.wait(self._interval_s):
             try:
-                run = self._api.put(
-                    f"/training_runs/{self._request.run_id}",
+                run = api_objects.update_training_run(
+                    self._api,
+                    self._request.run_id,
                     {"heartbeat": True, "attempt": self._request.attempt},
                 )
             except ApiRequestError as exc:
@@ -112,7 +113,7 @@ class Heartbeat:
             except OSError as exc:
                 log.warning("heartbeat of run %s failed: %s", self._request.run_id, exc)
                 continue
-            if run["experiment_state"] not in TRAINING_STATES:
+            if run.experiment_state not in TRAINING_STATES:
                 self._context.stop()
 
 
@@ -131,9 +132,15 @@ def train(
     if not _describes_run(api, request):
         return None
     try:
-        run = api.put(
-            f"/training_runs/{request.run_id}",
-            {"state": "running", "attempt": request.attempt, "worker": worker, "heartbeat": True},
+        run = api_objects.update_training_run(
+            api,
+            request.run_id,
+            {
+                "state": RunState.RUNNING,
+                "attempt": request.attempt,
+                "worker": worker,
+                "heartbeat": True,
+            },
         )
     except ApiRequestError as exc:
         if exc.status in (404, 409):
@@ -146,7 +153,7 @@ def train(
             return None
         raise
     context = ApiRunContext(api, request, checkpoint_dir(settings, request.run_id))
-    if run["experiment_state"] not in TRAINING_STATES:
+    if run.experiment_state not in TRAINING_STATES:
         context.stop()
         return _publish(results, _result(request, stopped=True))
     with Heartbeat(api, request, context, settings.heartbeat_s):
@@ -165,18 +172,17 @@ def _describes_run(api: ApiClient, request: TrainRequest) -> bool:
     """A message whose run, suggestion, assignments or task differ from the store's is stale
     (e.g. left in Redis across a database reset) and must not train anything."""
     try:
-        run = api.get(f"/training_runs/{request.run_id}")
+        run = api_objects.get_training_run(api, request.run_id)
     except ApiRequestError as exc:
         if exc.status == 404:
             log.warning("dropping a message for unknown run %s", request.run_id)
             return False
         raise
-    task = run["task"]["name"] if run.get("task") else None
     same = (
-        int(run["experiment"]) == request.experiment_id
-        and int(run["suggestion"]) == request.suggestion_id
-        and run["assignments"] == request.assignments
-        and task == request.task
+        run.experiment == request.experiment_id
+        and run.suggestion == request.suggestion_id
+        and run.assignments == request.assignments
+        and run.task == request.task
     )
     if not same:
         log.warning(

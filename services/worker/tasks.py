@@ -6,6 +6,7 @@ import socket
 
 import redis
 from celery import Celery
+from celery import Task
 
 from services.worker.runner import train
 from shared.api_client import ApiClient
@@ -15,8 +16,11 @@ from shared.settings import Settings
 
 
 def register(app: Celery, settings: Settings) -> None:
-    @app.task(name=TRAIN_TASK, bind=True)
-    def train_task(self, message: str) -> None:  # type: ignore[no-untyped-def]
+    """Register the training task on ``app`` alone (not shared with other apps in the
+    process: each app's task trains with its own settings)."""
+
+    @app.task(name=TRAIN_TASK, bind=True, shared=False)
+    def train_task(self: Task, message: str) -> None:
         request = TrainRequest.from_json(message)
         api = ApiClient(settings.api_url, settings.resolved_service_token(), retry_for_s=300)
         results = redis.Redis.from_url(settings.redis_url)

@@ -16,7 +16,9 @@ from services.api.db import get_session
 from services.api.models import OutboxEvent
 from services.api.outbox import Relay
 from shared.messages import Event
+from shared.messages import PoolEntry
 from shared.names import EVENTS_STREAM
+from shared.names import pool_key
 from tests.services import free_port
 
 
@@ -95,22 +97,10 @@ def test_a_pool_hit_records_an_event_only_when_it_empties_the_pool(
     experiment: dict[str, Any],
     redis_client: redis.Redis,
 ) -> None:
-    import json
-
-    from shared.names import pool_key
-
     eid = experiment["id"]
     for x in (0.1, 0.2):
-        redis_client.rpush(
-            pool_key(eid),
-            json.dumps(
-                {
-                    "assignments": {"x": x, "lr": 0.01, "n": 3, "opt": "adam"},
-                    "task": "full",
-                    "observation_count": 0,
-                }
-            ),
-        )
+        entry = PoolEntry({"x": x, "lr": 0.01, "n": 3, "opt": "adam"}, "full", 0, "model")
+        redis_client.rpush(pool_key(eid), entry.to_json())
 
     def pending_events() -> list[str]:
         with app.app_context():

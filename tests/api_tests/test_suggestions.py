@@ -13,12 +13,19 @@ from sqlalchemy import select
 
 from services.api.db import get_session
 from services.api.models import OutboxEvent
+from shared.messages import EventType
+from shared.messages import PoolEntry
 from shared.names import pool_key
 from tests.services import RedisServer
 
 
 def _suggest(client: FlaskClient, auth: dict[str, str], eid: str, **body: Any) -> Any:
     return client.post(f"/v1/experiments/{eid}/suggestions", json=body, headers=auth)
+
+
+def _entry(assignments: dict[str, Any], task: str | None, observation_count: int = 0) -> str:
+    """A pool entry as the suggester writes it."""
+    return PoolEntry(assignments, task, observation_count, source="model").to_json()
 
 
 def test_initial_design_fits_the_space(
@@ -48,15 +55,20 @@ def test_pool_entries_are_served_first_once_and_only_when_fresh(
 ) -> None:
     eid = experiment["id"]
     point = {"x": 0.5, "lr": 0.01, "n": 3, "opt": "adam"}
-    stale = {"assignments": {**point, "x": 0.1}, "task": "full", "observation_count": -1}
-    fresh = {"assignments": point, "task": "medium", "observation_count": 0}
-    invalid = {"assignments": {**point, "n": 99}, "task": "medium", "observation_count": 0}
-    redis_client.rpush(pool_key(eid), json.dumps(stale), json.dumps(invalid), json.dumps(fresh))
+    stale = _entry({**point, "x": 0.1}, "full", observation_count=-1)
+    fresh = _entry(point, "medium")
+    invalid = _entry({**point, "n": 99}, "medium")
+    unversioned = json.dumps({"assignments": point, "task": "short", "observation_count": 0})
+    other_version = json.dumps({**json.loads(_entry(point, "short")), "schema": 99})
+    wrong_types = json.loads(_entry(point, "short"))
+    wrong_types["observation_count"] = "0"
+    unreadable = [b"\xff not json", unversioned, other_version, json.dumps(wrong_types)]
+    redis_client.rpush(pool_key(eid), *unreadable, stale, invalid, fresh)
     s = _suggest(client, auth, eid).json
     assert s["source"] == "pool" and s["assignments"] == point and s["task"]["name"] == "medium"
     assert redis_client.llen(pool_key(eid)) == 0
     # the same point again is a duplicate of a live suggestion and is skipped
-    redis_client.rpush(pool_key(eid), json.dumps(fresh))
+    redis_client.rpush(pool_key(eid), fresh)
     assert _suggest(client, auth, eid).json["source"] == "design"
 
 
@@ -160,9 +172,7 @@ def test_a_queued_suggestion_goes_before_the_pool_and_the_pool_entry_is_kept(
 ) -> None:
     eid = experiment["id"]
     pooled = {"x": 0.7, "lr": 0.02, "n": 5, "opt": "sgd"}
-    redis_client.rpush(
-        pool_key(eid), json.dumps({"assignments": pooled, "task": "short", "observation_count": 0})
-    )
+    redis_client.rpush(pool_key(eid), _entry(pooled, "short"))
     queued = {"x": 0.3, "lr": 0.002, "n": 1, "opt": "adam"}
     client.post(
         f"/v1/experiments/{eid}/queued_suggestions",
@@ -173,6 +183,7 @@ def test_a_queued_suggestion_goes_before_the_pool_and_the_pool_entry_is_kept(
     second = _suggest(client, auth, eid).json
     assert (first["source"], first["assignments"]) == ("queued", queued)
     assert (second["source"], second["assignments"]) == ("pool", pooled)
+    assert redis_client.llen(pool_key(eid)) == 0  # the entry pushed back was readable and taken
 
 
 def test_a_pool_suggestion_is_stored_whole_and_an_emptied_pool_wakes_the_suggester(
@@ -186,8 +197,7 @@ def test_a_pool_suggestion_is_stored_whole_and_an_emptied_pool_wakes_the_suggest
     first = {"x": 0.6, "lr": 0.03, "n": 4, "opt": "sgd"}
     last = {"x": 0.4, "lr": 0.003, "n": 2, "opt": "adam"}
     for point in (first, last):
-        entry = {"assignments": point, "task": "short", "observation_count": 0}
-        redis_client.rpush(pool_key(eid), json.dumps(entry))
+        redis_client.rpush(pool_key(eid), _entry(point, "short"))
 
     served = _suggest(client, auth, eid, metadata={"host": "gpu-3"}).json
     assert served["source"] == "pool" and served["metadata"] == {"host": "gpu-3"}
@@ -204,14 +214,13 @@ def test_a_pool_suggestion_is_stored_whole_and_an_emptied_pool_wakes_the_suggest
         json={"assignments": observed, "task": "full", "value": 1.0},
         headers=auth,
     )
-    entry = {"assignments": observed, "task": "full", "observation_count": 1}
-    redis_client.rpush(pool_key(eid), json.dumps(entry))
+    redis_client.rpush(pool_key(eid), _entry(observed, "full", observation_count=1))
     assert _suggest(client, auth, eid).json["source"] == "design"
 
 
 def _suggestion_events(app: Flask) -> int:
     with app.app_context():
-        stmt = select(func.count()).where(OutboxEvent.type == "suggestion.created")
+        stmt = select(func.count()).where(OutboxEvent.type == EventType.SUGGESTION_CREATED)
         return int(get_session().scalar(stmt) or 0)
 
 
@@ -234,7 +243,7 @@ def test_through_a_redis_outage_suggestions_keep_coming_and_observations_are_kep
     pool = redis.Redis.from_url(redis_server.url)
     eid = experiment["id"]
     point = {"x": 0.5, "lr": 0.01, "n": 3, "opt": "adam"}
-    pool.rpush(pool_key(eid), json.dumps({"assignments": point, "task": "full"}))
+    pool.rpush(pool_key(eid), _entry(point, "full"))
     assert _suggest(client, auth, eid).json["source"] == "pool"
 
     redis_server.stop()
@@ -252,10 +261,7 @@ def test_through_a_redis_outage_suggestions_keep_coming_and_observations_are_kep
     assert client.get("/readyz").status_code == 503
 
     redis_server.start()
-    pool.rpush(
-        pool_key(eid),
-        json.dumps({"assignments": {**point, "x": 0.9}, "task": "full", "observation_count": 1}),
-    )
+    pool.rpush(pool_key(eid), _entry({**point, "x": 0.9}, "full", observation_count=1))
     assert _suggest(client, auth, eid).json["source"] == "pool"
     listed = client.get(
         f"/v1/experiments/{eid}/suggestions", query_string={"limit": 100}, headers=auth

@@ -1,13 +1,26 @@
 """Pausing, resuming and stopping a managed experiment are honoured within seconds: running
 runs checkpoint and stop, resumed runs continue from their checkpoints, a stopped experiment
-schedules nothing more."""
+schedules nothing more.
+
+"Nothing more is scheduled" is shown without sleeping: the test makes the suggester refresh the
+experiment once more (an update, whose event it acknowledges only after the refresh) and waits
+until the suggester's consumer group has read and acknowledged that event; then resuming shows
+that a refresh does schedule when the state allows it.
+"""
 
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
+import redis
 
+from shared.api_client import ApiClient
+from shared.messages import Event
+from shared.messages import EventType
+from shared.names import EVENTS_STREAM
+from shared.names import SUGGESTER_GROUP
 from tests.platform_tests.conftest import client_for
 from tests.services import HARTMANN
 from tests.services import Platform
@@ -26,7 +39,43 @@ SLOW = {
 }
 
 
-def test_pause_resume_and_stop(live: Platform) -> None:
+def _stream_id(entry_id: bytes | str) -> tuple[int, int]:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    milliseconds, _, sequence = text.partition("-")
+    return int(milliseconds), int(sequence or 0)
+
+
+def _acknowledged(client: redis.Redis, entry_id: bytes) -> bool:
+    """The suggester's group has read the events-stream entry ``entry_id`` and acknowledged it."""
+    groups = {g["name"]: g for g in client.xinfo_groups(EVENTS_STREAM)}
+    group = groups.get(SUGGESTER_GROUP.encode())
+    if group is None or _stream_id(group["last-delivered-id"]) < _stream_id(entry_id):
+        return False
+    return not client.xpending_range(
+        EVENTS_STREAM, SUGGESTER_GROUP, min=entry_id, max=entry_id, count=1
+    )
+
+
+def refreshed_once_more(api: ApiClient, client: redis.Redis, eid: str, live: Platform) -> None:
+    """Return once the suggester has refreshed experiment ``eid`` after everything before this
+    call: an update (new metadata) writes ``experiment.updated``, which the suggester
+    acknowledges only after refreshing the experiment, and it reads the stream in order."""
+    last = client.xrevrange(EVENTS_STREAM, count=1)
+    after = last[0][0] if last else b"0-0"
+
+    def marker() -> bytes | None:
+        for entry_id, fields in client.xrange(EVENTS_STREAM, min=f"({after.decode()}"):
+            event = Event.from_json(fields[b"event"])
+            if event.type is EventType.EXPERIMENT_UPDATED and event.experiment_id == int(eid):
+                return bytes(entry_id)
+        return None
+
+    api.put(f"/experiments/{eid}", {"metadata": {"marker": uuid.uuid4().hex}})
+    entry = wait_for(marker, 30, "the update's event on the stream", live)
+    wait_for(lambda: _acknowledged(client, entry), 60, "the suggester to handle it", live)
+
+
+def test_pause_resume_and_stop(live: Platform, redis_client: redis.Redis) -> None:
     live.start_api()
     live.start("suggester", "suggester")
     live.start("w1", "worker", "--name", "w1")
@@ -51,10 +100,11 @@ def test_pause_resume_and_stop(live: Platform) -> None:
     paused = runs("paused")
     assert paused and all(r["attempt"] == 1 for r in paused)
     count = len(runs())
-    time.sleep(3)
+    refreshed_once_more(api, redis_client, eid, live)
     assert len(runs()) == count  # nothing new is scheduled while paused
+    assert {r["id"] for r in runs("paused")} == {p["id"] for p in paused}
 
-    api.put(f"/experiments/{eid}", {"state": "active"})
+    api.put(f"/experiments/{eid}", {"state": "active"})  # the control: now a refresh acts
     resumed = wait_for(
         lambda: [
             r
@@ -90,6 +140,9 @@ def test_pause_resume_and_stop(live: Platform) -> None:
     open_ids = {s["id"] for s in api.iterate(f"/experiments/{eid}/suggestions", state="open")}
     assert not open_ids & {r["suggestion"] for r in stopped}  # withdrawn, not pending forever
     count = len(runs())
-    time.sleep(3)
-    assert len(runs()) == count
+    refreshed_once_more(api, redis_client, eid, live)
+    assert len(runs()) == count  # nothing new is scheduled once stopped
     assert api.get(f"/experiments/{eid}")["state"] == "stopped"
+
+    api.put(f"/experiments/{eid}", {"state": "active"})  # the control: now a refresh acts
+    wait_for(lambda: len(runs()) > count, 60, "runs to be scheduled again", live)

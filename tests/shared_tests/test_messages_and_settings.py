@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from shared.messages import SCHEMA_VERSION
 from shared.messages import Event
+from shared.messages import EventType
 from shared.messages import MessageError
+from shared.messages import PoolEntry
 from shared.messages import TrainRequest
 from shared.messages import TrainResult
 from shared.settings import Settings
@@ -40,6 +44,37 @@ def test_messages_round_trip_and_reject_other_versions() -> None:
     ):
         with pytest.raises(MessageError):
             Event.from_json(bad)
+
+
+def test_pool_entries_round_trip_and_reject_other_versions() -> None:
+    entry = PoolEntry(
+        assignments={"x": 0.25, "opt": "adam"}, task="full", observation_count=7, source="model"
+    )
+    assert PoolEntry.from_json(entry.to_json()) == entry
+    assert PoolEntry.from_json(entry.to_json().encode()) == entry
+    single_task = PoolEntry(assignments={"x": 1}, task=None, observation_count=0, source="design")
+    assert PoolEntry.from_json(single_task.to_json()) == single_task
+    fields = json.loads(entry.to_json())
+    assert fields["schema"] == SCHEMA_VERSION
+    for bad in (
+        {**fields, "schema": SCHEMA_VERSION + 1},
+        {k: v for k, v in fields.items() if k != "schema"},  # an entry written before versions
+        {k: v for k, v in fields.items() if k != "source"},
+        {**fields, "left": 3},
+    ):
+        with pytest.raises(MessageError):
+            PoolEntry.from_json(json.dumps(bad))
+
+
+def test_event_types_are_their_wire_strings_and_unknown_ones_are_refused() -> None:
+    for event_type in EventType:
+        event = Event(type=event_type, experiment_id=5, id=9)
+        decoded = Event.from_json(event.to_json())
+        assert decoded == event and decoded.type is event_type
+        assert json.loads(event.to_json())["type"] == event_type.value
+    assert Event(type="suggestion.created", experiment_id=1).type is EventType.SUGGESTION_CREATED
+    with pytest.raises(MessageError):
+        Event.from_json(json.dumps({"schema": SCHEMA_VERSION, "type": "x", "experiment_id": 1}))
 
 
 def test_settings_from_env_with_overrides(tmp_path: Path) -> None:

@@ -14,8 +14,11 @@ from services.api.models import Checkpoint
 from services.api.models import Experiment
 from services.api.models import Suggestion
 from services.api.models import TrainingRun
+from services.api.store.results import values_by_name
+from shared.states import FINISHED_RUN_STATES
 
-FINISHED = ("completed", "failed", "lost", "stopped")
+#: The name of a checkpoint value logged without one (SigOpt's default metric name).
+UNNAMED_METRIC = "value"
 
 
 def run_json(run: TrainingRun, suggestion: Suggestion | None) -> dict[str, Any]:
@@ -25,7 +28,7 @@ def run_json(run: TrainingRun, suggestion: Suggestion | None) -> dict[str, Any]:
         "experiment": str(run.experiment_id),
         "name": run.name,
         "state": run.state,
-        "finished": run.state in FINISHED,
+        "finished": run.state in FINISHED_RUN_STATES,
         "attempt": run.attempt,
         "heartbeat": run.heartbeat,
         "worker": run.worker,
@@ -58,7 +61,7 @@ def curves(session: Session, runs: list[TrainingRun]) -> list[dict[str, Any]]:
                     "epoch": epoch if epoch is not None else len(points[run_id]),
                     "attempt": attempt,
                     "created": created,
-                    "values": {v.get("name") or "value": v["value"] for v in values or ()},
+                    "values": values_by_name(values, UNNAMED_METRIC),
                 }
             )
     wanted = {r.suggestion_id for r in runs}

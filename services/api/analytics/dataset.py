@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 from services.api.errors import invalid
 from services.api.models import Experiment
 from services.api.models import Observation
+from services.api.store.results import values_by_name
+from shared import best as best_rule
 from shared.space import ExperimentSpec
 from shared.space import Metric
 
@@ -42,21 +44,17 @@ class Dataset:
         return None if point.failed else point.values.get(self.metric.name)
 
     def is_full_cost(self, point: Point) -> bool:
-        """Cost-1 observations are the "true" objective; every one is, in a single-task one."""
-        return not self.spec.is_multitask or point.cost == 1.0
+        """`shared.best.is_full_cost`: the cost-1 task's observations (all, single-task)."""
+        return best_rule.is_full_cost(self.spec, point.task)
 
     def is_feasible(self, point: Point) -> bool:
-        """Not failed, has the metric, and meets every constraint metric's threshold."""
-        if self.value(point) is None:
-            return False
-        for metric in self.spec.constraint_metrics:
-            value = point.values.get(metric.name)
-            if value is not None and not metric.satisfies_threshold(value):
-                return False
-        return True
+        """Succeeded, and `shared.best.is_feasible`: reports every optimized and constraint
+        metric, each within its threshold (on any task)."""
+        return not point.failed and best_rule.is_feasible(self.spec, point.values)
 
-    def better(self, a: float, b: float | None) -> bool:
-        return b is None or self.metric.better(a, b)
+    def is_candidate(self, point: Point) -> bool:
+        """`shared.best.is_candidate`: may be the best (succeeded, full cost, feasible)."""
+        return best_rule.is_candidate(self.spec, point)
 
 
 def choose_metric(spec: ExperimentSpec, name: str | None) -> Metric:
@@ -87,7 +85,7 @@ def load(session: Session, experiment: Experiment, metric: str | None = None) ->
         .where(Observation.experiment_id == experiment.id, Observation.deleted.is_(False))
         .order_by(Observation.id)
     ).all()
-    default = spec.metrics[0].name
+    unnamed = spec.metrics[0].name
     points = tuple(
         Point(
             id=r[0],
@@ -97,7 +95,7 @@ def load(session: Session, experiment: Experiment, metric: str | None = None) ->
             cost=r[4],
             failed=r[5],
             assignments=r[6] or {},
-            values={v.get("name") or default: float(v["value"]) for v in r[7] or ()},
+            values=values_by_name(r[7], unnamed),
         )
         for r in rows
     )

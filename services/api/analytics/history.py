@@ -5,20 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from services.api.analytics.dataset import Dataset
+from shared import best as best_rule
 
 
 def history(dataset: Dataset) -> list[dict[str, Any]]:
     """One entry per observation, oldest first: its task, cost and value, the cost spent so far
-    (budget consumed, failures included) and the best feasible full-cost value so far."""
+    (budget consumed, failures included) and the best full-cost value so far
+    (`shared.best.running_best_by`)."""
     out = []
     spent = 0.0
-    best: float | None = None
-    for p in dataset.points:
+    metric = dataset.metric.name
+    running = best_rule.running_best_by(dataset.spec, dataset.metric, dataset.points)
+    for p, best in zip(dataset.points, running, strict=True):
         spent += p.cost
-        value = dataset.value(p)
-        counts = dataset.is_full_cost(p) and dataset.is_feasible(p)
-        if counts and value is not None and dataset.better(value, best):
-            best = value
         out.append(
             {
                 "observation": str(p.id),
@@ -27,11 +26,11 @@ def history(dataset: Dataset) -> list[dict[str, Any]]:
                 "task": p.task,
                 "cost": p.cost,
                 "cumulative_cost": round(spent, 12),
-                "value": value,
+                "value": dataset.value(p),
                 "values": p.values,
                 "failed": p.failed,
                 "full_cost": dataset.is_full_cost(p),
-                "best_full_cost": best,
+                "best_full_cost": None if best is None else best.values[metric],
                 "assignments": p.assignments,
             }
         )

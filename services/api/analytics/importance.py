@@ -59,11 +59,8 @@ def parameter_importance(dataset: Dataset, task: TaskMode = "full") -> dict[str,
     """``{"data": [{"parameter", "importance"}] (descending, summing to 1), "task_importance",
     "observation_count", "method", "message"}``; ``data`` is empty when it cannot be known."""
     spec = dataset.spec
-    points = [
-        p
-        for p in dataset.points
-        if dataset.is_feasible(p) and (task == "all" or dataset.is_full_cost(p))
-    ]
+    usable = dataset.is_feasible if task == "all" else dataset.is_candidate
+    points = [p for p in dataset.points if dataset.value(p) is not None and usable(p)]
     names = [c.name for c in spec.columns]
     out: dict[str, Any] = {
         "object": "importance",

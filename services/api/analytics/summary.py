@@ -3,6 +3,8 @@ states, and the suggestions with their training runs' states and attempts."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func
@@ -10,14 +12,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.api.analytics.dataset import Dataset
+from services.api.analytics.dataset import Point
+from services.api.analytics.dataset import choose_metric
 from services.api.models import Client
 from services.api.models import Experiment
 from services.api.models import Observation
 from services.api.models import Suggestion
 from services.api.models import TrainingRun
 from services.api.store.results import ObservationStats
+from services.api.store.results import candidate_rows
 from services.api.store.results import observation_stats
+from shared import best as best_rule
 from shared.space import ExperimentSpec
+from shared.states import RunState
+from shared.states import SuggestionState
 
 
 def owners(session: Session, client_ids: set[int]) -> dict[int, str]:
@@ -34,29 +42,29 @@ def budget_fraction(experiment: Experiment, stats: ObservationStats) -> float | 
 
 
 def best(dataset: Dataset) -> dict[str, Any] | None:
-    """The best feasible full-cost observation of the dataset's metric."""
-    found = None
-    best_value: float | None = None
-    for p in dataset.points:
-        value = dataset.value(p)
-        if (
-            value is not None
-            and dataset.is_full_cost(p)
-            and dataset.is_feasible(p)
-            and dataset.better(value, best_value)
-        ):
-            best_value = value
-            found = {
-                "observation": str(p.id),
-                "value": value,
-                "task": p.task,
-                "assignments": p.assignments,
-            }
-    return found
+    """The observation `shared.best.best_by` names for the dataset's metric."""
+    found = best_rule.best_by(dataset.spec, dataset.metric, dataset.points)
+    if found is None:
+        return None
+    return {
+        "observation": str(found.id),
+        "value": found.values[dataset.metric.name],
+        "task": found.task,
+        "assignments": found.assignments,
+    }
+
+
+def _task_best_value(dataset: Dataset, points: list[Point]) -> float | None:
+    """The best value of the dataset's metric among the feasible ``points`` of one task: the
+    rule of `shared.best` applied to that task alone, as if it were a single-task experiment
+    (so a cheap task has a best too)."""
+    alone = replace(dataset.spec, tasks=())
+    found = best_rule.best_by(alone, dataset.metric, points)
+    return None if found is None else found.values[dataset.metric.name]
 
 
 def by_task(dataset: Dataset) -> list[dict[str, Any]]:
-    """Count, failures, cost spent and best value per task (cheapest first)."""
+    """Count, failures, cost spent and best feasible value per task (cheapest first)."""
     spec = dataset.spec
     tasks = sorted(spec.tasks, key=lambda t: t.cost) or []
     rows: dict[str | None, dict[str, Any]] = {
@@ -70,6 +78,7 @@ def by_task(dataset: Dataset) -> list[dict[str, Any]]:
         }
         for t in tasks
     }
+    points: dict[str | None, list[Point]] = {}
     for p in dataset.points:
         row = rows.setdefault(
             p.task,
@@ -85,13 +94,9 @@ def by_task(dataset: Dataset) -> list[dict[str, Any]]:
         row["observations"] += 1
         row["failed"] += int(p.failed)
         row["cost_consumed"] = round(row["cost_consumed"] + p.cost, 12)
-        value = dataset.value(p)
-        if (
-            value is not None
-            and dataset.is_feasible(p)
-            and dataset.better(value, row["best_value"])
-        ):
-            row["best_value"] = value
+        points.setdefault(p.task, []).append(p)
+    for task, of_task in points.items():
+        rows[task]["best_value"] = _task_best_value(dataset, of_task)
     return list(rows.values())
 
 
@@ -132,14 +137,28 @@ def experiment_summary(
     }
 
 
-def suggestion_state(deleted: bool, state: str, run_state: str | None) -> str:
+class SuggestionDisplayState(StrEnum):
+    """What the suggestion table shows of a suggestion that has no training run (one that has
+    shows its run's `RunState`)."""
+
+    DELETED = "deleted"
+    #: Closed without a run: observed by the client.
+    OBSERVED = "observed"
+    OPEN = SuggestionState.OPEN.value
+
+
+def suggestion_state(
+    deleted: bool, state: str, run_state: str | None
+) -> SuggestionDisplayState | RunState:
     """deleted, else the run's state (queued, running, completed, failed, lost, stopped), else
     observed (closed without a run) or open."""
     if deleted:
-        return "deleted"
+        return SuggestionDisplayState.DELETED
     if run_state is not None:
-        return run_state
-    return "observed" if state == "closed" else "open"
+        return RunState(run_state)
+    if state == SuggestionState.CLOSED:
+        return SuggestionDisplayState.OBSERVED
+    return SuggestionDisplayState.OPEN
 
 
 def suggestions(
@@ -193,32 +212,13 @@ def suggestions(
 
 
 def best_values(session: Session, experiments: list[Experiment]) -> dict[int, float | None]:
-    """The best feasible full-cost value of each experiment's first optimized metric, in one
-    query over all of them (the list page)."""
+    """Each experiment's `shared.best.best_by` value of its first optimized metric (else its
+    first), in one query over all of them (the list page)."""
     specs = {e.id: ExperimentSpec.from_json(e.definition) for e in experiments}
     out: dict[int, float | None] = dict.fromkeys(specs)
-    if not specs:
-        return out
-    rows = session.execute(
-        select(Observation.experiment_id, Observation.values).where(
-            Observation.experiment_id.in_(specs),
-            Observation.deleted.is_(False),
-            Observation.failed.is_(False),
-            Observation.cost == 1.0,
-        )
-    ).tuples()
-    for experiment_id, values in rows:
-        spec = specs[experiment_id]
-        metric = (spec.optimized_metrics or spec.metrics)[0]
-        named = {v.get("name") or spec.metrics[0].name: float(v["value"]) for v in values or ()}
-        value = named.get(metric.name)
-        if value is None or not all(
-            m.satisfies_threshold(named[m.name])
-            for m in spec.constraint_metrics
-            if m.name in named
-        ):
-            continue
-        current = out[experiment_id]
-        if current is None or metric.better(value, current):
-            out[experiment_id] = value
+    for experiment_id, rows in candidate_rows(session, specs).items():
+        metric = choose_metric(specs[experiment_id], None)
+        found = best_rule.best_by(specs[experiment_id], metric, rows)
+        if found is not None:
+            out[experiment_id] = found.values[metric.name]
     return out

@@ -40,6 +40,8 @@ from services.api.store import artifacts
 from services.api.store import experiments
 from services.api.store import training_runs
 from services.api.store.results import observation_stats_many
+from shared.states import ExperimentState
+from shared.states import StateFilter
 
 bp = Blueprint("dashboard", __name__)
 
@@ -49,7 +51,8 @@ CSP = (
 )
 LIST_PAGE_SIZE = 50
 LOG_TAIL_LINES = 200
-STATES = ("all", "active", "paused", "stopped", "completed", "deleted")
+#: The list page's state filter, in menu order.
+STATES = (StateFilter.ALL, *ExperimentState)
 
 
 class _SignIn(Exception):
@@ -167,7 +170,7 @@ def experiment_list() -> str:
     session = get_session()
     query = ExperimentListQuery.model_validate(
         {
-            "state": request.args.get("state") or "all",
+            "state": request.args.get("state") or StateFilter.ALL,
             "search": request.args.get("q") or None,
             "before": request.args.get("before") or None,
             "limit": LIST_PAGE_SIZE,

@@ -37,6 +37,7 @@ from services.api.schemas.analytics import ids_of
 from services.api.store import experiments
 from services.api.store import training_runs
 from services.api.store.results import observation_stats
+from services.api.store.results import values_by_name
 from shared.space import ExperimentSpec
 
 bp = ApiBlueprint("analytics", __name__, url_prefix="/v1")
@@ -58,7 +59,7 @@ def _definition(experiment: Experiment) -> dict[str, Any]:
     }
 
 
-@bp.endpoint(
+@bp.operation(
     "GET",
     PATH + "/summary",
     "Budget, best full-cost value, progress by task and run states",
@@ -71,7 +72,7 @@ def summary_(experiment_id: int, query: MetricQuery) -> Response:
     return jsonify(summary.experiment_summary(get_session(), experiment, data))
 
 
-@bp.endpoint(
+@bp.operation(
     "GET",
     PATH + "/history",
     "Per observation (oldest first): task, cost, value, "
@@ -100,7 +101,7 @@ def history(experiment_id: int, query: MetricQuery) -> Response:
     )
 
 
-@bp.endpoint(
+@bp.operation(
     "GET",
     PATH + "/importance",
     "Parameter importance (sorted, summing to 1) from "
@@ -129,7 +130,7 @@ def importance(experiment_id: int, query: ImportanceQuery) -> Response:
     return jsonify(result)
 
 
-@bp.endpoint(
+@bp.operation(
     "GET",
     PATH + "/task_correlation",
     "Spearman rank correlation of cheap-task and "
@@ -142,7 +143,7 @@ def correlation(experiment_id: int, query: MetricQuery) -> Response:
     return jsonify(task_correlation(dataset.load(get_session(), experiment, query.metric)))
 
 
-@bp.endpoint(
+@bp.operation(
     "GET",
     PATH + "/suggestions",
     "Suggestions (newest first) with their state (open, "
@@ -170,7 +171,7 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-@bp.endpoint(
+@bp.operation(
     "GET", PATH + "/observations.csv", "Every live observation as CSV", returns="text/csv"
 )
 def observations_csv(experiment_id: int) -> Response:
@@ -205,7 +206,7 @@ def observations_csv(experiment_id: int) -> Response:
         ]
     )
     for oid, created, suggestion, task, cost, failed, values, assignments in rows:
-        by_name = {v.get("name") or metrics[0]: v["value"] for v in values or ()}
+        by_name = values_by_name(values, metrics[0])
         writer.writerow(
             [
                 oid,
@@ -226,7 +227,7 @@ def observations_csv(experiment_id: int) -> Response:
     return response
 
 
-@bp.endpoint(
+@bp.operation(
     "GET",
     "/training_runs/<id:run_id>/analytics/curves",
     "A run's state and its checkpoints as training curves (every logged metric, per epoch)",
@@ -238,7 +239,7 @@ def run_curves(run_id: int) -> Response:
     return jsonify(curves.curves(session, [run])[0])
 
 
-@bp.endpoint(
+@bp.operation(
     "GET",
     "/analytics/curves",
     "Training curves of several runs (?runs=1,2,3, at most 50) in one request",

@@ -58,7 +58,7 @@ def _settings() -> Settings:
     return settings
 
 
-@bp.endpoint(
+@bp.operation(
     "POST",
     "/training_runs/<id:run_id>/files",
     "Upload a file of a run: the raw body with ?name= and its Content-Type, or "
@@ -98,7 +98,7 @@ def upload(run_id: int, query: ArtifactUploadQuery) -> Response:
     return jsonify(file_json(artifact))
 
 
-@bp.endpoint(
+@bp.operation(
     "GET",
     "/training_runs/<id:run_id>/files",
     "List a run's files (newest first)",
@@ -112,7 +112,7 @@ def list_(run_id: int, query: ArtifactListQuery) -> Response:
     return jsonify(serialize.page([file_json(a) for a in rows], count, paging))
 
 
-@bp.endpoint(
+@bp.operation(
     "GET",
     "/files/<id:file_id>",
     "Download a file (images inline, others as attachments)",
@@ -137,7 +137,7 @@ def download(file_id: int) -> Response:
     return response
 
 
-@bp.endpoint("DELETE", "/files/<id:file_id>", "Delete a file")
+@bp.operation("DELETE", "/files/<id:file_id>", "Delete a file")
 def delete(file_id: int) -> tuple[str, int]:
     session = get_session()
     store.delete(session, _settings(), store.get(session, current_principal(), file_id))

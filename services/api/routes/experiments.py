@@ -37,7 +37,7 @@ def experiment_json(session: Session, experiment: Experiment) -> dict[str, Any]:
     return serialize.experiment(experiment, {"object": "progress", **progress})
 
 
-@bp.endpoint(
+@bp.operation(
     "POST", "/experiments", "Create an experiment", body=ExperimentCreate, returns="experiment"
 )
 def create(body: ExperimentCreate) -> Response:
@@ -46,7 +46,7 @@ def create(body: ExperimentCreate) -> Response:
     return jsonify(experiment_json(session, experiment))
 
 
-@bp.endpoint(
+@bp.operation(
     "GET",
     "/experiments",
     "List experiments (newest first)",
@@ -59,7 +59,9 @@ def list_(query: ExperimentListQuery) -> Response:
     return jsonify(serialize.page([experiment_json(session, e) for e in rows], count, paging))
 
 
-@bp.endpoint("GET", "/experiments/<id:experiment_id>", "Fetch an experiment", returns="experiment")
+@bp.operation(
+    "GET", "/experiments/<id:experiment_id>", "Fetch an experiment", returns="experiment"
+)
 def fetch(experiment_id: int) -> Response:
     session = get_session()
     return jsonify(
@@ -67,7 +69,7 @@ def fetch(experiment_id: int) -> Response:
     )
 
 
-@bp.endpoint(
+@bp.operation(
     "PUT",
     "/experiments/<id:experiment_id>",
     "Update an experiment",
@@ -81,18 +83,18 @@ def update(experiment_id: int, body: ExperimentUpdate) -> Response:
     return jsonify(experiment_json(session, experiment))
 
 
-@bp.endpoint("DELETE", "/experiments/<id:experiment_id>", "Delete an experiment (soft)")
+@bp.operation("DELETE", "/experiments/<id:experiment_id>", "Delete an experiment (soft)")
 def delete(experiment_id: int) -> tuple[str, int]:
     session = get_session()
     store.delete(session, store.get(session, current_principal(), experiment_id))
     return "", 204
 
 
-@bp.endpoint(
+@bp.operation(
     "GET",
     "/experiments/<id:experiment_id>/best_assignments",
-    "Best observation(s): full-cost only in a multitask experiment; the Pareto front "
-    "with two optimized metrics",
+    "Best observation(s): feasible and full-cost only; with two optimized metrics the Pareto "
+    "front, best first by the first",
     query=PageQuery,
     returns="pagination of best_assignments",
 )
@@ -104,6 +106,6 @@ def best_assignments(experiment_id: int, query: PageQuery) -> Response:
     return jsonify(serialize.page(data, len(best), {"before": None, "after": None}))
 
 
-@bp.endpoint("GET", "/openapi.json", "This document", returns="OpenAPI document")
+@bp.operation("GET", "/openapi.json", "This document", returns="OpenAPI document")
 def openapi_document() -> Response:
     return jsonify(openapi.build_document(current_app))

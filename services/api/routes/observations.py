@@ -32,7 +32,7 @@ def _idempotency_key() -> str | None:
     return key
 
 
-@bp.endpoint(
+@bp.operation(
     "POST",
     PATH,
     "Report an observation (accepts an Idempotency-Key header)",
@@ -48,7 +48,7 @@ def create(experiment_id: int, body: ObservationCreate) -> Response:
     return jsonify(serialize.observation(observation, experiment.definition))
 
 
-@bp.endpoint(
+@bp.operation(
     "POST",
     PATH + "/batch",
     "Report up to 2500 observations at once (all or nothing)",
@@ -65,7 +65,7 @@ def create_batch(experiment_id: int, body: ObservationBatchCreate) -> Response:
     return jsonify(serialize.page(data, len(data), {"before": None, "after": None}))
 
 
-@bp.endpoint(
+@bp.operation(
     "GET",
     PATH,
     "List observations",
@@ -80,7 +80,7 @@ def list_(experiment_id: int, query: ObservationListQuery) -> Response:
     return jsonify(serialize.page(data, count, paging))
 
 
-@bp.endpoint("GET", PATH + "/<id:observation_id>", "Fetch an observation", returns="observation")
+@bp.operation("GET", PATH + "/<id:observation_id>", "Fetch an observation", returns="observation")
 def fetch(experiment_id: int, observation_id: int) -> Response:
     session = get_session()
     experiment = experiments.get(session, current_principal(), experiment_id)
@@ -88,7 +88,7 @@ def fetch(experiment_id: int, observation_id: int) -> Response:
     return jsonify(serialize.observation(observation, experiment.definition))
 
 
-@bp.endpoint(
+@bp.operation(
     "PUT",
     PATH + "/<id:observation_id>",
     "Update an observation",
@@ -103,7 +103,7 @@ def update(experiment_id: int, observation_id: int, body: ObservationCreate) -> 
     return jsonify(serialize.observation(observation, experiment.definition))
 
 
-@bp.endpoint("DELETE", PATH + "/<id:observation_id>", "Delete an observation")
+@bp.operation("DELETE", PATH + "/<id:observation_id>", "Delete an observation")
 def delete(experiment_id: int, observation_id: int) -> tuple[str, int]:
     session = get_session()
     experiment = experiments.get(session, current_principal(), experiment_id)
@@ -111,7 +111,7 @@ def delete(experiment_id: int, observation_id: int) -> tuple[str, int]:
     return "", 204
 
 
-@bp.endpoint("DELETE", PATH, "Delete all observations")
+@bp.operation("DELETE", PATH, "Delete all observations")
 def delete_all(experiment_id: int) -> tuple[str, int]:
     session = get_session()
     store.delete_all(session, experiments.get(session, current_principal(), experiment_id))

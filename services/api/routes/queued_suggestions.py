@@ -21,7 +21,7 @@ bp.before_request(require_token)
 PATH = "/experiments/<id:experiment_id>/queued_suggestions"
 
 
-@bp.endpoint(
+@bp.operation(
     "POST",
     PATH,
     "Queue a suggestion (served first, once)",
@@ -37,7 +37,7 @@ def create(experiment_id: int, body: QueuedSuggestionCreate) -> Response:
     return jsonify(serialize.queued_suggestion(queued, experiment.definition))
 
 
-@bp.endpoint(
+@bp.operation(
     "GET",
     PATH,
     "List queued suggestions",
@@ -52,7 +52,7 @@ def list_(experiment_id: int, query: PageQuery) -> Response:
     return jsonify(serialize.page(data, count, paging))
 
 
-@bp.endpoint(
+@bp.operation(
     "GET", PATH + "/<id:queued_id>", "Fetch a queued suggestion", returns="queued_suggestion"
 )
 def fetch(experiment_id: int, queued_id: int) -> Response:
@@ -62,7 +62,7 @@ def fetch(experiment_id: int, queued_id: int) -> Response:
     return jsonify(serialize.queued_suggestion(queued, experiment.definition))
 
 
-@bp.endpoint("DELETE", PATH + "/<id:queued_id>", "Delete a queued suggestion")
+@bp.operation("DELETE", PATH + "/<id:queued_id>", "Delete a queued suggestion")
 def delete(experiment_id: int, queued_id: int) -> tuple[str, int]:
     session = get_session()
     experiment = experiments.get(session, current_principal(), experiment_id)

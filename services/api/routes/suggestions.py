@@ -17,6 +17,7 @@ from services.api.schemas.suggestions import SuggestionListQuery
 from services.api.schemas.suggestions import SuggestionUpdate
 from services.api.store import experiments
 from services.api.store import suggestions as store
+from shared.states import SuggestionState
 
 bp = ApiBlueprint("suggestions", __name__, url_prefix="/v1")
 bp.before_request(require_token)
@@ -24,7 +25,7 @@ bp.before_request(require_token)
 PATH = "/experiments/<id:experiment_id>/suggestions"
 
 
-@bp.endpoint(
+@bp.operation(
     "POST",
     PATH,
     "Create a suggestion: empty body = the optimizer's next point; with "
@@ -55,7 +56,7 @@ def create(experiment_id: int, body: SuggestionCreate) -> Response:
     return jsonify(serialize.suggestion(suggestion, experiment.definition))
 
 
-@bp.endpoint(
+@bp.operation(
     "GET", PATH, "List suggestions", query=SuggestionListQuery, returns="pagination of suggestions"
 )
 def list_(experiment_id: int, query: SuggestionListQuery) -> Response:
@@ -66,7 +67,7 @@ def list_(experiment_id: int, query: SuggestionListQuery) -> Response:
     return jsonify(serialize.page(data, count, paging))
 
 
-@bp.endpoint("GET", PATH + "/<id:suggestion_id>", "Fetch a suggestion", returns="suggestion")
+@bp.operation("GET", PATH + "/<id:suggestion_id>", "Fetch a suggestion", returns="suggestion")
 def fetch(experiment_id: int, suggestion_id: int) -> Response:
     session = get_session()
     experiment = experiments.get(session, current_principal(), experiment_id)
@@ -74,7 +75,7 @@ def fetch(experiment_id: int, suggestion_id: int) -> Response:
     return jsonify(serialize.suggestion(suggestion, experiment.definition))
 
 
-@bp.endpoint(
+@bp.operation(
     "PUT",
     PATH + "/<id:suggestion_id>",
     "Update a suggestion's metadata",
@@ -89,7 +90,7 @@ def update(experiment_id: int, suggestion_id: int, body: SuggestionUpdate) -> Re
     return jsonify(serialize.suggestion(suggestion, experiment.definition))
 
 
-@bp.endpoint(
+@bp.operation(
     "DELETE",
     PATH + "/<id:suggestion_id>",
     "Delete a suggestion; observations that reference it later are refused",
@@ -101,7 +102,7 @@ def delete(experiment_id: int, suggestion_id: int) -> tuple[str, int]:
     return "", 204
 
 
-@bp.endpoint(
+@bp.operation(
     "DELETE",
     PATH,
     "Delete all suggestions, or only the open ones (state=open)",
@@ -110,5 +111,5 @@ def delete(experiment_id: int, suggestion_id: int) -> tuple[str, int]:
 def delete_all(experiment_id: int, query: SuggestionDeleteQuery) -> tuple[str, int]:
     session = get_session()
     experiment = experiments.get(session, current_principal(), experiment_id)
-    store.delete_all(session, experiment, only_open=query.state == "open")
+    store.delete_all(session, experiment, only_open=query.state == SuggestionState.OPEN)
     return "", 204

@@ -52,7 +52,7 @@ def _runs_json(session: Session, experiment: Experiment, runs: list[TrainingRun]
     ]
 
 
-@bp.endpoint(
+@bp.operation(
     "POST",
     "/experiments/<id:experiment_id>/training_runs",
     "Create the training run of a suggestion (again: returns the existing one), or a new "
@@ -67,7 +67,7 @@ def create(experiment_id: int, body: TrainingRunCreate) -> Response:
     return jsonify(_runs_json(session, experiment, [run])[0])
 
 
-@bp.endpoint(
+@bp.operation(
     "GET",
     "/experiments/<id:experiment_id>/training_runs",
     "List training runs",
@@ -81,14 +81,14 @@ def list_(experiment_id: int, query: TrainingRunListQuery) -> Response:
     return jsonify(serialize.page(_runs_json(session, experiment, rows), count, paging))
 
 
-@bp.endpoint("GET", "/training_runs/<id:run_id>", "Fetch a training run", returns="training_run")
+@bp.operation("GET", "/training_runs/<id:run_id>", "Fetch a training run", returns="training_run")
 def fetch(run_id: int) -> Response:
     session = get_session()
     run, experiment = store.get(session, current_principal(), run_id)
     return jsonify(_runs_json(session, experiment, [run])[0])
 
 
-@bp.endpoint(
+@bp.operation(
     "PUT",
     "/training_runs/<id:run_id>",
     "Update a training run (state, heartbeat, attempt fencing, logs)",
@@ -102,7 +102,7 @@ def update(run_id: int, body: TrainingRunUpdate) -> Response:
     return jsonify(_runs_json(session, experiment, [run])[0])
 
 
-@bp.endpoint(
+@bp.operation(
     "POST",
     "/training_runs/<id:run_id>/result",
     "Record how an attempt ended: its observation and the run's final state, atomically",
@@ -116,7 +116,7 @@ def finish(run_id: int, body: TrainingRunResult) -> Response:
     return jsonify(_runs_json(session, experiment, [run])[0])
 
 
-@bp.endpoint(
+@bp.operation(
     "POST",
     "/training_runs/<id:run_id>/checkpoints",
     "Log a checkpoint",
@@ -129,7 +129,7 @@ def create_checkpoint(run_id: int, body: CheckpointCreate) -> Response:
     return jsonify(serialize.checkpoint(store.add_checkpoint(session, run, body)))
 
 
-@bp.endpoint(
+@bp.operation(
     "GET",
     "/training_runs/<id:run_id>/checkpoints",
     "List checkpoints (newest first)",

@@ -62,10 +62,6 @@ MAX_ID = 2**31 - 1
 ObjectId = Annotated[int, BeforeValidator(_to_id), Field(ge=1, le=MAX_ID)]
 
 
-class TaskName(StrictModel):
-    name: Name
-
-
 def _task_name(value: Any) -> Any:
     """A task may be sent as ``"name"`` or ``{"name": ...}``."""
     if isinstance(value, dict) and set(value) <= {"name", "cost"} and "name" in value:

@@ -25,6 +25,8 @@ from services.api.schemas.common import StrictModel
 from shared.design import random_unit
 from shared.names import OBJECTIVE_NAMES
 from shared.space import ExperimentSpec
+from shared.states import ExperimentState
+from shared.states import StateFilter
 
 #: Smallest allowed ``max - min`` of a parameter's bounds.
 MIN_RANGE = 1e-8
@@ -127,7 +129,8 @@ class ExperimentUpdate(StrictModel):
     """Fields that may change after creation (SigOpt's mutable set, plus run state)."""
 
     name: Name | None = None
-    state: Literal["active", "paused", "stopped", "completed", "deleted"] | None = None
+    #: Sent as text; validated laxly so that a strict model accepts the wire string.
+    state: Annotated[ExperimentState, Field(strict=False)] | None = None
     observation_budget: Annotated[float, Field(gt=0, le=1e7, allow_inf_nan=False)] | None = None
     parallel_bandwidth: Annotated[int, Field(ge=1, le=1000)] | None = None
     metadata: Metadata = None
@@ -140,7 +143,7 @@ class ExperimentUpdate(StrictModel):
 class ExperimentListQuery(PageQuery):
     """``GET /experiments``: paging plus a state filter and a name search."""
 
-    state: Literal["active", "paused", "stopped", "completed", "deleted", "all"] = "active"
+    state: ExperimentState | Literal[StateFilter.ALL] = ExperimentState.ACTIVE
     search: str | None = None
 
 

@@ -9,6 +9,8 @@ from services.api.schemas.common import Metadata
 from services.api.schemas.common import PageQuery
 from services.api.schemas.common import StrictModel
 from services.api.schemas.common import TaskRef
+from shared.states import StateFilter
+from shared.states import SuggestionState
 
 
 class SuggestionCreate(StrictModel):
@@ -24,11 +26,11 @@ class SuggestionUpdate(StrictModel):
 
 
 class SuggestionListQuery(PageQuery):
-    state: Literal["open", "closed", "all"] = "all"
+    state: SuggestionState | Literal[StateFilter.ALL] = StateFilter.ALL
 
 
 class SuggestionDeleteQuery(PageQuery):
-    state: Literal["open", "all"] = "all"
+    state: Literal[SuggestionState.OPEN, StateFilter.ALL] = StateFilter.ALL
 
 
 class QueuedSuggestionCreate(StrictModel):

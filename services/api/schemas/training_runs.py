@@ -14,8 +14,9 @@ from services.api.schemas.common import ObjectId
 from services.api.schemas.common import PageQuery
 from services.api.schemas.common import StrictModel
 from services.api.schemas.common import TaskRef
+from shared.states import RunState
+from shared.states import StateFilter
 
-RunState = Literal["queued", "running", "paused", "completed", "failed", "lost", "stopped"]
 MAX_LOG_CHARS = 64 * 1024
 
 
@@ -39,7 +40,8 @@ class TrainingRunUpdate(StrictModel):
     """``attempt`` fences: an update naming an older attempt than the run's is refused (409).
     ``new_attempt`` starts the next attempt (the suggester does this when a lease expires)."""
 
-    state: RunState | None = None
+    #: Sent as text; validated laxly so that a strict model accepts the wire string.
+    state: Annotated[RunState, Field(strict=False)] | None = None
     attempt: Annotated[int, Field(ge=1)] | None = None
     new_attempt: bool | None = None
     heartbeat: bool | None = None
@@ -56,7 +58,8 @@ class TrainingRunResult(StrictModel):
     completed run; ``failed`` and ``lost`` record a failed observation."""
 
     attempt: Annotated[int, Field(ge=1)]
-    state: Literal["completed", "failed", "lost"]
+    #: One of `shared.states.RESULT_RUN_STATES`.
+    state: Literal[RunState.COMPLETED, RunState.FAILED, RunState.LOST]
     values: Annotated[list[MetricValue], Field(min_length=1, max_length=50)] | None = None
     failure_reason: Annotated[str, Field(max_length=2000)] | None = None
     traceback: Annotated[str, Field(max_length=MAX_LOG_CHARS)] | None = None
@@ -64,7 +67,7 @@ class TrainingRunResult(StrictModel):
 
 class TrainingRunListQuery(PageQuery):
     #: ``unfinished``: queued, running or paused (what a scheduler has to look after).
-    state: RunState | Literal["all", "unfinished"] = "all"
+    state: RunState | Literal[StateFilter.ALL, StateFilter.UNFINISHED] = StateFilter.ALL
 
 
 class CheckpointCreate(StrictModel):

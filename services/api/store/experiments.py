@@ -19,13 +19,13 @@ from services.api.schemas.experiments import ExperimentUpdate
 from services.api.schemas.experiments import apply_update
 from services.api.schemas.experiments import definition_from_create
 from services.api.store.paging import fetch_page
+from shared.messages import EventType
 from shared.space import ExperimentSpec
+from shared.states import ExperimentState
+from shared.states import StateFilter
 
-#: Experiment states that accept new suggestions and observations.
-WRITABLE_STATES = ("active", "paused", "stopped", "completed")
 
-
-def scoped(principal: Principal) -> Select[tuple[Experiment]]:
+def scoped(principal: Principal) -> Select[Experiment]:
     stmt = select(Experiment)
     if not principal.is_service:
         stmt = stmt.where(Experiment.client_id == principal.client_id)
@@ -47,7 +47,7 @@ def get(
 
 def get_writable(session: Session, principal: Principal, experiment_id: int) -> Experiment:
     experiment = get(session, principal, experiment_id)
-    if experiment.state == "deleted":
+    if experiment.state == ExperimentState.DELETED:
         raise ApiError(
             400,
             f"Experiment {experiment_id} is deleted; undelete it (state: active) "
@@ -68,7 +68,7 @@ def create(session: Session, principal: Principal, body: ExperimentCreate) -> Ex
     experiment = Experiment(
         client_id=principal.client_id,
         name=body.name,
-        state="active",
+        state=ExperimentState.ACTIVE,
         definition=definition,
         observation_budget=body.observation_budget,
         parallel_bandwidth=body.parallel_bandwidth,
@@ -79,7 +79,7 @@ def create(session: Session, principal: Principal, body: ExperimentCreate) -> Ex
     )
     session.add(experiment)
     session.flush()
-    outbox.record(session, "experiment.created", experiment)
+    outbox.record(session, EventType.EXPERIMENT_CREATED, experiment)
     session.commit()
     return experiment
 
@@ -98,16 +98,17 @@ def update(session: Session, experiment: Experiment, body: ExperimentUpdate) -> 
         experiment.state = body.state
     experiment.definition = definition
     experiment.updated = time.time()
-    kind = "experiment.deleted" if experiment.state == "deleted" else "experiment.updated"
+    deleted = experiment.state == ExperimentState.DELETED
+    kind = EventType.EXPERIMENT_DELETED if deleted else EventType.EXPERIMENT_UPDATED
     outbox.record(session, kind, experiment)
     session.commit()
     return experiment
 
 
 def delete(session: Session, experiment: Experiment) -> None:
-    experiment.state = "deleted"
+    experiment.state = ExperimentState.DELETED
     experiment.updated = time.time()
-    outbox.record(session, "experiment.deleted", experiment)
+    outbox.record(session, EventType.EXPERIMENT_DELETED, experiment)
     session.commit()
 
 
@@ -115,7 +116,7 @@ def list_page(
     session: Session, principal: Principal, query: ExperimentListQuery
 ) -> tuple[list[Experiment], int, dict[str, str | None]]:
     stmt = scoped(principal)
-    if query.state != "all":
+    if query.state != StateFilter.ALL:
         stmt = stmt.where(Experiment.state == query.state)
     if query.search:
         stmt = stmt.where(Experiment.name.contains(query.search, autoescape=True))

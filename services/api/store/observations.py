@@ -28,8 +28,10 @@ from services.api.schemas.common import PageQuery
 from services.api.schemas.observations import ObservationCreate
 from services.api.store.paging import fetch_page
 from services.api.store.suggestions import check_point
+from shared.messages import EventType
 from shared.space import ExperimentSpec
 from shared.space import assignment_key
+from shared.states import SuggestionState
 
 
 def get(session: Session, experiment: Experiment, observation_id: int) -> Observation:
@@ -161,7 +163,7 @@ def build(
     )
     session.add(observation)
     if suggestion is not None:
-        suggestion.state = "closed"
+        suggestion.state = SuggestionState.CLOSED
         suggestion.updated = now
     return observation
 
@@ -199,7 +201,7 @@ def create_many(
             item_prefix = f"{prefix}[{i}]." if prefix else ""
             built.append(build(session, experiment, spec, body, item_prefix, key))
         if any(o.id is None for o in built):
-            outbox.record(session, "observation.created", experiment)
+            outbox.record(session, EventType.OBSERVATION_CREATED, experiment)
         session.commit()
     except IntegrityError as exc:
         session.rollback()
@@ -243,13 +245,13 @@ def update_one(
         observation.key = assignment_key(assignments, task)
         observation.cost = spec.task_cost(task)
         if suggestion is not None:
-            suggestion.state = "closed"
+            suggestion.state = SuggestionState.CLOSED
     elif body.task is not None:
         raise invalid("task", "send task together with assignments")
     if body.metadata is not None:
         observation.meta = body.metadata
     observation.updated = time.time()
-    outbox.record(session, "observation.updated", experiment)
+    outbox.record(session, EventType.OBSERVATION_UPDATED, experiment)
     try:
         session.commit()
     except IntegrityError as exc:
@@ -276,7 +278,7 @@ def _release(session: Session, observation: Observation) -> None:
         session.execute(
             update(Suggestion)
             .where(Suggestion.id == observation.suggestion_id)
-            .values(state="open", updated=time.time())
+            .values(state=SuggestionState.OPEN, updated=time.time())
         )
 
 
@@ -284,7 +286,7 @@ def delete(session: Session, experiment: Experiment, observation: Observation) -
     observation.deleted = True
     _release(session, observation)
     observation.updated = time.time()
-    outbox.record(session, "observation.deleted", experiment)
+    outbox.record(session, EventType.OBSERVATION_DELETED, experiment)
     session.commit()
 
 
@@ -304,9 +306,9 @@ def delete_all(session: Session, experiment: Experiment) -> None:
     session.execute(
         update(Suggestion)
         .where(Suggestion.experiment_id == experiment.id)
-        .values(state="open", updated=now)
+        .values(state=SuggestionState.OPEN, updated=now)
     )
-    outbox.record(session, "observation.deleted", experiment)
+    outbox.record(session, EventType.OBSERVATION_DELETED, experiment)
     session.commit()
 
 

@@ -1,21 +1,25 @@
-"""Progress and best assignments. Only full-cost (cost 1) observations count as "best" in a
-multitask experiment; cheap-task results never do."""
+"""Progress and best assignments. What counts as best is `shared.best`'s rule; this module
+reads the rows it judges."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import ColumnElement
+from sqlalchemy import and_
 from sqlalchemy import case
 from sqlalchemy import func
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.api.models import Experiment
 from services.api.models import Observation
+from shared import best as best_rule
 from shared.space import ExperimentSpec
-from shared.space import Metric
 
 
 @dataclass(frozen=True)
@@ -53,81 +57,84 @@ def observation_stats(session: Session, experiment_id: int) -> ObservationStats:
     return observation_stats_many(session, [experiment_id])[experiment_id]
 
 
-Values = list[dict[str, Any]]
+def values_by_name(values: Iterable[Mapping[str, Any]] | None, unnamed: str) -> dict[str, float]:
+    """Stored metric values ``[{"name", "value", "value_stddev"}]`` as ``{name: value}``; an
+    entry without a name (a single unnamed metric) is named ``unnamed``."""
+    return {v.get("name") or unnamed: float(v["value"]) for v in values or ()}
 
 
-def _value(values: Values, metric: Metric) -> float | None:
-    for v in values:
-        if v.get("name") in (metric.name, None):
-            return float(v["value"])
-    return None
+@dataclass(frozen=True)
+class ScoredObservation:
+    """What `shared.best` reads of a stored observation, and its id."""
+
+    id: int
+    task: str | None
+    failed: bool
+    #: metric name -> value (`values_by_name`)
+    values: dict[str, float]
 
 
-def _feasible(values: Values, spec: ExperimentSpec) -> bool:
-    """Has every optimized value and meets every metric threshold."""
-    for metric in spec.metrics:
-        if metric.strategy == "store":
-            continue
-        value = _value(values, metric)
-        if value is None:
-            if metric.strategy == "optimize":
-                return False
-            continue
-        if not metric.satisfies_threshold(value):
-            return False
-    return True
+def _may_be_candidate(experiment_id: int, spec: ExperimentSpec) -> ColumnElement[bool]:
+    """A pre-filter for speed: the observation belongs to the experiment and, in a multitask
+    one, to its full-cost task. `shared.best` still decides."""
+    belongs = Observation.experiment_id == experiment_id
+    full = spec.full_cost_task
+    return belongs if full is None else and_(belongs, Observation.task == full.name)
 
 
-def _candidates(
+def candidate_rows(
+    session: Session, specs: Mapping[int, ExperimentSpec]
+) -> dict[int, list[ScoredObservation]]:
+    """The live, successful full-cost observations of each experiment (by id), oldest first:
+    the rows among which `shared.best` finds the best. One query for all of them, reading
+    only the columns the rule needs."""
+    out: dict[int, list[ScoredObservation]] = {experiment_id: [] for experiment_id in specs}
+    if not specs:
+        return out
+    rows = session.execute(
+        select(Observation.id, Observation.experiment_id, Observation.task, Observation.values)
+        .where(
+            or_(*(_may_be_candidate(i, spec) for i, spec in specs.items())),
+            Observation.deleted.is_(False),
+            Observation.failed.is_(False),
+        )
+        .order_by(Observation.id)
+    ).tuples()
+    for observation_id, experiment_id, task, values in rows:
+        unnamed = specs[experiment_id].metrics[0].name
+        out[experiment_id].append(
+            ScoredObservation(observation_id, task, False, values_by_name(values, unnamed))
+        )
+    return out
+
+
+def _rows_of(
     session: Session, experiment: Experiment, spec: ExperimentSpec
-) -> list[tuple[int, Values]]:
-    """(id, values) of the feasible observations that may be best, oldest first. Only two
-    columns: this runs on every experiment fetch, over every full-cost observation."""
-    stmt = select(Observation.id, Observation.values).where(
-        Observation.experiment_id == experiment.id,
-        Observation.deleted.is_(False),
-        Observation.failed.is_(False),
-    )
-    if spec.is_multitask:
-        stmt = stmt.where(Observation.cost == 1.0)
-    rows = session.execute(stmt.order_by(Observation.id)).tuples()
-    return [(i, values) for i, values in rows if _feasible(values, spec)]
+) -> list[ScoredObservation]:
+    return candidate_rows(session, {experiment.id: spec})[experiment.id]
 
 
 def best_observations(
     session: Session, experiment: Experiment, spec: ExperimentSpec
 ) -> list[Observation]:
-    """One best observation (single optimized metric) or the Pareto front (two)."""
-    candidates = _candidates(session, experiment, spec)
-    optimized = spec.optimized_metrics
-    if not candidates:
-        return []
-    if len(optimized) == 1:
-        metric = optimized[0]
-        best = candidates[0]
-        for c in candidates[1:]:
-            if metric.better(_value(c[1], metric), _value(best[1], metric)):  # type: ignore[arg-type]
-                best = c
-        ids = [best[0]]
-    else:
-        ids = _pareto_front(candidates, optimized)
-    chosen = session.scalars(select(Observation).where(Observation.id.in_(ids))).all()
-    return sorted(chosen, key=lambda o: o.id)
-
-
-def _pareto_front(candidates: list[tuple[int, Values]], metrics: tuple[Metric, ...]) -> list[int]:
-    def signed(values: Values) -> tuple[float, ...]:
-        return tuple(
-            _value(values, m) * (1 if m.objective == "maximize" else -1)  # type: ignore[operator]
-            for m in metrics
-        )
-
-    points = [(signed(values), i) for i, values in candidates]
-    return [
-        i
-        for p, i in points
-        if not any(all(a >= b for a, b in zip(q, p, strict=True)) and q != p for q, _ in points)
+    """`shared.best.best_observations`: one best observation (single optimized metric), the
+    Pareto front (two) or every candidate (none), best first."""
+    ids = [
+        row.id for row in best_rule.best_observations(spec, _rows_of(session, experiment, spec))
     ]
+    if not ids:
+        return []
+    found = {o.id: o for o in session.scalars(select(Observation).where(Observation.id.in_(ids)))}
+    return [found[i] for i in ids]
+
+
+def best_observation(
+    session: Session, experiment: Experiment, spec: ExperimentSpec
+) -> Observation | None:
+    """`shared.best.best_observation`: None without a candidate or with two optimized
+    metrics."""
+    row = best_rule.best_observation(spec, _rows_of(session, experiment, spec))
+    return None if row is None else session.get(Observation, row.id)
 
 
 def progress(session: Session, experiment: Experiment, spec: ExperimentSpec) -> dict[str, Any]:
@@ -137,12 +144,12 @@ def progress(session: Session, experiment: Experiment, spec: ExperimentSpec) -> 
     )
     first = session.scalar(base.order_by(Observation.id.asc()).limit(1))
     last = session.scalar(base.order_by(Observation.id.desc()).limit(1))
-    best = best_observations(session, experiment, spec) if first is not None else []
+    best = best_observation(session, experiment, spec) if first is not None else None
     stats = observation_stats(session, experiment.id)
     return {
         "observation_count": stats.count,
         "observation_budget_consumed": round(stats.cost, 12),
         "first_observation": first,
         "last_observation": last,
-        "best_observation": best[0] if len(spec.optimized_metrics) == 1 and best else None,
+        "best_observation": best,
     }

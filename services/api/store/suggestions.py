@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 import time
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
 import redis
 from sqlalchemy import ColumnElement
+from sqlalchemy import CursorResult
 from sqlalchemy import Insert
 from sqlalchemy import Select
+from sqlalchemy import Table
 from sqlalchemy import bindparam
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import exists
@@ -42,15 +45,36 @@ from services.api.store.paging import fetch_page
 from shared.design import design_point
 from shared.design import initial_design_size
 from shared.design import random_point
+from shared.messages import EventType
+from shared.messages import PoolEntry
 from shared.space import Assignments
 from shared.space import ExperimentSpec
 from shared.space import InvalidAssignments
 from shared.space import assignment_key
+from shared.states import StateFilter
+from shared.states import SuggestionState
 
 log = logging.getLogger(__name__)
 
 #: Random draws tried before accepting a duplicate of an existing point.
 _RANDOM_TRIES = 32
+
+
+class SuggestionSource(StrEnum):
+    """Where a suggestion came from (`Suggestion.source`)."""
+
+    #: A queued suggestion, served once.
+    QUEUED = "queued"
+    #: An entry of the suggester's pool.
+    POOL = "pool"
+    #: The next point of the initial space-filling design.
+    DESIGN = "design"
+    #: A random point: a random experiment, or no fresh pool entry in time.
+    RANDOM = "random"
+    #: A random point served while the pool (Redis) is unreachable.
+    FALLBACK = "fallback"
+    #: Assignments the client gave.
+    USER = "user"
 
 
 def check_point(
@@ -109,7 +133,7 @@ def _store(
     experiment: Experiment,
     assignments: Assignments,
     task: str | None,
-    source: str,
+    source: SuggestionSource,
     metadata: dict[str, Any] | None,
 ) -> Suggestion:
     suggestion = _add(session, experiment, assignments, task, source, metadata)
@@ -122,7 +146,7 @@ def _add(
     experiment: Experiment,
     assignments: Assignments,
     task: str | None,
-    source: str,
+    source: SuggestionSource,
     metadata: dict[str, Any] | None,
 ) -> Suggestion:
     now = time.time()
@@ -131,7 +155,7 @@ def _add(
         assignments=assignments,
         task=task,
         key=assignment_key(assignments, task),
-        state="open",
+        state=SuggestionState.OPEN,
         deleted=False,
         source=source,
         meta=metadata,
@@ -139,7 +163,7 @@ def _add(
         updated=now,
     )
     session.add(suggestion)
-    outbox.record(session, "suggestion.created", experiment)
+    outbox.record(session, EventType.SUGGESTION_CREATED, experiment)
     return suggestion
 
 
@@ -155,7 +179,7 @@ def add_explicit(
     """A suggestion with the given point, added to the session but not committed (the caller
     commits it together with what depends on it)."""
     check_point(spec, assignments, task, prefix)
-    suggestion = _add(session, experiment, assignments, task, "user", metadata)
+    suggestion = _add(session, experiment, assignments, task, SuggestionSource.USER, metadata)
     session.flush()
     return suggestion
 
@@ -189,7 +213,7 @@ def serve(
     ``"fallback"`` (logged), so a client's loop keeps going through a Redis outage.
     """
     deadline: float | None = None
-    source = "random"
+    source = SuggestionSource.RANDOM
     while True:
         remaining = 0.0 if deadline is None else deadline - time.monotonic()
         if deadline is not None:
@@ -202,18 +226,19 @@ def serve(
                 )
                 break
         try:
-            entry = pool.pop(client, experiment.id, wait_s=remaining)
+            taken = pool.pop(client, experiment.id, wait_s=remaining)
         except redis.RedisError as exc:
             log.warning(
                 "experiment %s: the suggestion pool is unreachable (%s); serving without it",
                 experiment.id,
                 exc,
             )
-            entry, source = None, "fallback"
+            taken, source = None, SuggestionSource.FALLBACK
+        entry = None if taken is None else taken.entry
         if entry is not None and not _fits(spec, entry):
             continue  # computed before the bounds or parameters changed: drop it
-        if entry is not None:
-            served = _store_if_servable(session, experiment, entry, metadata)
+        if taken is not None:
+            served = _store_if_servable(session, experiment, taken, metadata)
             if served is not None:
                 return served
         queued_id = session.scalar(_oldest_queued(experiment.id))
@@ -229,8 +254,10 @@ def serve(
         if deadline is None and spec.type != "random":
             point = _next_design_point(session, experiment, spec)
             if point is not None:
-                return _store(session, experiment, point[0], point[1], "design", metadata)
-        if spec.type == "random" or source == "fallback":
+                return _store(
+                    session, experiment, point[0], point[1], SuggestionSource.DESIGN, metadata
+                )
+        if spec.type == "random" or source == SuggestionSource.FALLBACK:
             break
         if deadline is None:
             deadline = time.monotonic() + wait_s
@@ -238,7 +265,7 @@ def serve(
     return _store(session, experiment, assignments, task, source, metadata)
 
 
-def _oldest_queued(experiment_id: int | ColumnElement[int]) -> Select[tuple[int | None]]:
+def _oldest_queued(experiment_id: int | ColumnElement[int]) -> Select[int]:
     return select(func.min(QueuedSuggestion.id)).where(
         QueuedSuggestion.experiment_id == experiment_id
     )
@@ -250,6 +277,7 @@ def _servable_insert() -> Insert:
     the live observation count (fresh), and it duplicates no live point. One round trip, and
     no row comes back when a guard fails."""
     table = Suggestion.__table__
+    assert isinstance(table, Table)
     experiment_id = bindparam("experiment_id", type_=table.c.experiment_id.type)
     key = bindparam("key", type_=table.c.key.type)
     created = bindparam("created", type_=table.c.created.type)
@@ -263,9 +291,9 @@ def _servable_insert() -> Insert:
         bindparam("assignments", type_=table.c.assignments.type),
         bindparam("task", type_=table.c.task.type),
         key,
-        literal("open", table.c.state.type),
+        literal(SuggestionState.OPEN, table.c.state.type),
         literal(False, table.c.deleted.type),
-        literal("pool", table.c.source.type),
+        literal(SuggestionSource.POOL, table.c.source.type),
         bindparam("metadata", type_=table.c.metadata.type),
         created,
         created,
@@ -287,11 +315,12 @@ _SERVABLE_INSERT = _servable_insert()
 def _store_if_servable(
     session: Session,
     experiment: Experiment,
-    entry: pool.PoolEntry,
+    taken: pool.Taken,
     metadata: dict[str, Any] | None,
 ) -> Suggestion | None:
-    """Store ``entry`` as a ``pool`` suggestion and commit, or None (nothing written) when it is
-    stale, duplicates a live point or a queued suggestion must go first."""
+    """Store the taken entry as a ``pool`` suggestion and commit, or None (nothing written) when
+    it is stale, duplicates a live point or a queued suggestion must go first."""
+    entry = taken.entry
     now = time.time()
     key = assignment_key(entry.assignments, entry.task)
     suggestion_id = session.scalar(
@@ -310,8 +339,8 @@ def _store_if_servable(
         return None
     # Entries of one refill were chosen jointly, so taking one changes nothing for the others;
     # only an emptied pool needs the suggester (it re-reads the pending points).
-    if entry.left == 0:
-        outbox.record(session, "suggestion.created", experiment)
+    if taken.left == 0:
+        outbox.record(session, EventType.SUGGESTION_CREATED, experiment)
     session.commit()
     return Suggestion(
         id=suggestion_id,
@@ -319,16 +348,16 @@ def _store_if_servable(
         assignments=entry.assignments,
         task=entry.task,
         key=key,
-        state="open",
+        state=SuggestionState.OPEN,
         deleted=False,
-        source="pool",
+        source=SuggestionSource.POOL,
         meta=metadata,
         created=now,
         updated=now,
     )
 
 
-def _fits(spec: ExperimentSpec, entry: pool.PoolEntry) -> bool:
+def _fits(spec: ExperimentSpec, entry: PoolEntry) -> bool:
     try:
         check_point(spec, entry.assignments, entry.task)
     except ApiError:
@@ -347,7 +376,7 @@ def _claim_queued(
     ).first()
     if claimed is None:
         return None
-    return _store(session, experiment, claimed[0], claimed[1], "queued", metadata)
+    return _store(session, experiment, claimed[0], claimed[1], SuggestionSource.QUEUED, metadata)
 
 
 def _next_design_point(
@@ -386,7 +415,7 @@ def list_page(
     stmt = select(Suggestion).where(
         Suggestion.experiment_id == experiment.id, Suggestion.deleted.is_(False)
     )
-    if query.state != "all":
+    if query.state != StateFilter.ALL:
         stmt = stmt.where(Suggestion.state == query.state)
     return fetch_page(session, stmt, Suggestion.id, query)
 
@@ -403,7 +432,7 @@ def delete(session: Session, experiment: Experiment, suggestion: Suggestion) -> 
     """Soft delete: the suggestion leaves the pending set and can no longer be observed."""
     suggestion.deleted = True
     suggestion.updated = time.time()
-    outbox.record(session, "suggestion.deleted", experiment)
+    outbox.record(session, EventType.SUGGESTION_DELETED, experiment)
     session.commit()
 
 
@@ -414,9 +443,11 @@ def delete_all(session: Session, experiment: Experiment, only_open: bool) -> int
         .values(deleted=True, updated=time.time())
     )
     if only_open:
-        stmt = stmt.where(Suggestion.state == "open")
-    count = session.execute(stmt).rowcount
-    outbox.record(session, "suggestion.deleted", experiment)
+        stmt = stmt.where(Suggestion.state == SuggestionState.OPEN)
+    result = session.execute(stmt)
+    assert isinstance(result, CursorResult)  # what an UPDATE returns
+    count = result.rowcount
+    outbox.record(session, EventType.SUGGESTION_DELETED, experiment)
     session.commit()
     return int(count or 0)
 

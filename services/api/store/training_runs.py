@@ -24,6 +24,7 @@ from services.api.models import Checkpoint
 from services.api.models import Experiment
 from services.api.models import Suggestion
 from services.api.models import TrainingRun
+from services.api.schemas.common import MetadataValue
 from services.api.schemas.common import PageQuery
 from services.api.schemas.observations import ObservationCreate
 from services.api.schemas.training_runs import CheckpointCreate
@@ -35,9 +36,13 @@ from services.api.schemas.training_runs import TrainingRunUpdate
 from services.api.store import observations
 from services.api.store import suggestions
 from services.api.store.paging import fetch_page
+from shared.messages import EventType
 from shared.space import ExperimentSpec
-
-FINISHED = ("completed", "failed", "lost", "stopped")
+from shared.states import FINISHED_RUN_STATES
+from shared.states import IN_FLIGHT_RUN_STATES
+from shared.states import ExperimentState
+from shared.states import RunState
+from shared.states import StateFilter
 
 
 def get(session: Session, principal: Principal, run_id: int) -> tuple[TrainingRun, Experiment]:
@@ -87,7 +92,7 @@ def _add_run(
         experiment_id=experiment.id,
         suggestion_id=suggestion.id,
         name=body.name,
-        state="queued",
+        state=RunState.QUEUED,
         attempt=1,
         meta=body.metadata,
         checkpoint_count=0,
@@ -112,7 +117,7 @@ def update_one(
     session: Session, experiment: Experiment, run: TrainingRun, body: TrainingRunUpdate
 ) -> TrainingRun:
     _check_attempt(run, body.attempt)
-    if body.state == "running" and run.state != "queued" and not body.new_attempt:
+    if body.state == RunState.RUNNING and run.state != RunState.QUEUED and not body.new_attempt:
         raise ApiError(
             409,
             f"Conflict in state: run {run.id} attempt {run.attempt} is "
@@ -122,16 +127,16 @@ def update_one(
     state_changed = False
     if body.new_attempt:
         run.attempt += 1
-        run.state = "queued"
+        run.state = RunState.QUEUED
         run.heartbeat = None
         run.worker = None
         state_changed = True
     if body.state is not None and body.state != run.state:
         run.state = body.state
         state_changed = True
-        if body.state == "running" and run.started is None:
+        if body.state == RunState.RUNNING and run.started is None:
             run.started = now
-        if body.state in FINISHED:
+        if body.state in FINISHED_RUN_STATES:
             run.completed = now
     if body.heartbeat:
         run.heartbeat = now
@@ -143,7 +148,7 @@ def update_one(
         run.meta = body.metadata
     run.updated = now
     if state_changed:
-        outbox.record(session, "training_run.updated", experiment)
+        outbox.record(session, EventType.TRAINING_RUN_UPDATED, experiment)
     session.commit()
     return run
 
@@ -161,19 +166,19 @@ def finish(
     run whose suggestion (or experiment) was deleted while it trained ends ``stopped``, without
     an observation."""
     _check_attempt(run, body.attempt)
-    if run.state not in ("queued", "running"):
+    if run.state not in IN_FLIGHT_RUN_STATES:
         raise ApiError(409, f"Conflict in state: run {run.id} is {run.state}, not in flight")
-    completed = body.state == "completed"
+    completed = body.state == RunState.COMPLETED
     if completed and body.values is None:
         raise invalid("values", "a completed run reports its metric values")
     if not completed and body.values is not None:
         raise invalid("values", f"a {body.state} run reports no values")
     now = time.time()
     suggestion = session.get(Suggestion, run.suggestion_id)
-    if suggestion is None or suggestion.deleted or experiment.state == "deleted":
-        run.state = "stopped"
+    if suggestion is None or suggestion.deleted or experiment.state == ExperimentState.DELETED:
+        run.state = RunState.STOPPED
     else:
-        metadata: dict[str, object] = {"training_run": run.id, "attempt": run.attempt}
+        metadata: dict[str, MetadataValue] = {"training_run": run.id, "attempt": run.attempt}
         if not completed and body.failure_reason:
             metadata["failure_reason"] = body.failure_reason[:500]
         observation = ObservationCreate(
@@ -183,7 +188,7 @@ def finish(
             metadata=metadata,
         )
         observations.build(session, experiment, spec, observation, "", f"training-run-{run.id}")
-        outbox.record(session, "observation.created", experiment)
+        outbox.record(session, EventType.OBSERVATION_CREATED, experiment)
         run.state = body.state
     run.completed = now
     run.updated = now
@@ -191,7 +196,7 @@ def finish(
         run.failure_reason = body.failure_reason
     if body.traceback:
         run.traceback = body.traceback
-    outbox.record(session, "training_run.updated", experiment)
+    outbox.record(session, EventType.TRAINING_RUN_UPDATED, experiment)
     try:
         session.commit()
     except IntegrityError as exc:
@@ -205,12 +210,12 @@ def finish(
 def list_page(
     session: Session, experiment: Experiment, query: TrainingRunListQuery
 ) -> tuple[list[TrainingRun], int, dict[str, str | None]]:
-    stmt: Select[tuple[TrainingRun]] = select(TrainingRun).where(
+    stmt: Select[TrainingRun] = select(TrainingRun).where(
         TrainingRun.experiment_id == experiment.id
     )
-    if query.state == "unfinished":
-        stmt = stmt.where(TrainingRun.state.not_in(FINISHED))
-    elif query.state != "all":
+    if query.state == StateFilter.UNFINISHED:
+        stmt = stmt.where(TrainingRun.state.not_in(FINISHED_RUN_STATES))
+    elif query.state != StateFilter.ALL:
         stmt = stmt.where(TrainingRun.state == query.state)
     return fetch_page(session, stmt, TrainingRun.id, query)
 

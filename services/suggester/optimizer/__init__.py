@@ -2,7 +2,8 @@
 
 No I/O, clock, environment or logging configuration happens here; the suggester service owns
 all of that and stores the JSON ``state`` each call returns. `suggest` dispatches on the
-experiment's ``type``; `best_observation` is SigOpt's model-free "best" rule.
+experiment's ``type``. What counts as "best" is `shared.best`, the one rule the API, the
+dashboard and the optimizer's incumbent share.
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from services.suggester.optimizer._base import Observation  # noqa: E402
 from services.suggester.optimizer._base import Optimizer  # noqa: E402
 from services.suggester.optimizer._base import Pending  # noqa: E402
 from services.suggester.optimizer._base import SuggestResult  # noqa: E402
-from services.suggester.optimizer._best import best_observation  # noqa: E402
-from services.suggester.optimizer._best import best_observations  # noqa: E402
 from services.suggester.optimizer._grid import GridOptimizer  # noqa: E402
 from services.suggester.optimizer._model import FitSettings  # noqa: E402
 from services.suggester.optimizer._multitask import BayesSettings  # noqa: E402
@@ -47,8 +46,6 @@ __all__ = [
     "PolicySettings",
     "RandomOptimizer",
     "SuggestResult",
-    "best_observation",
-    "best_observations",
     "optimizer_for",
     "suggest",
 ]

@@ -20,23 +20,25 @@ higher price (Swersky et al. 2013; Wu et al. 2019).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 import torch
-from botorch.acquisition import AcquisitionFunction
-from botorch.acquisition import qLogNoisyExpectedImprovement
-from botorch.acquisition.multi_objective import qLogNoisyExpectedHypervolumeImprovement
+from botorch.acquisition.acquisition import AcquisitionFunction
+from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
 from botorch.acquisition.multi_objective.objective import IdentityMCMultiOutputObjective
 from botorch.acquisition.objective import GenericMCObjective
-from botorch.models import ModelListGP
 from botorch.models.gpytorch import GPyTorchModel
 from botorch.models.model import Model
-from botorch.optim import optimize_acqf
-from botorch.optim import optimize_acqf_mixed_alternating
-from botorch.sampling import SobolQMCNormalSampler
+from botorch.models.model_list_gp_regression import ModelListGP
+from botorch.optim.optimize import optimize_acqf
+from botorch.optim.optimize_mixed import optimize_acqf_mixed_alternating
+from botorch.posteriors.gpytorch import GPyTorchPosterior
+from botorch.sampling.normal import SobolQMCNormalSampler
 from torch import Tensor
 
 from services.suggester.optimizer._data import Outcome
@@ -88,7 +90,7 @@ def target_acquisition(
     sampler = SobolQMCNormalSampler(sample_shape=torch.Size([settings.mc_samples]), seed=seed)
     outcomes = data.outcomes
     objectives = [j for j, o in enumerate(outcomes) if o.objective]
-    constraints = [
+    constraints: list[Callable[[Tensor], Tensor]] = [
         partial(_constraint, j, float(o.threshold))
         for j, o in enumerate(outcomes)
         if not o.objective and o.threshold is not None
@@ -181,7 +183,9 @@ def task_scores(
         for model, outcome in zip(models, outcomes, strict=True):
             if not outcome.objective:
                 continue
-            cov = model.posterior(pairs, observation_noise=True).mvn.covariance_matrix
+            posterior = model.posterior(pairs, observation_noise=True)
+            assert isinstance(posterior, GPyTorchPosterior)  # no posterior transform
+            cov = posterior.mvn.covariance_matrix
             latent = model.posterior(pairs[:, 1:]).variance.reshape(-1)
             vr += cov[:, 0, 1].pow(2) / (cov[:, 0, 0] * latent).clamp_min(1e-300)
     table = {}

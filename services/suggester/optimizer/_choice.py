@@ -4,10 +4,10 @@
 
 1. a promotion, unless the full-cost share of the spend is capped: the configuration seen only
    on cheap tasks whose posterior mean at the full-cost task is best, if it beats the mean of
-   every configuration already run at full cost (one optimized metric, no constraint metric);
-   without it the "best observed at full cost" rule could not credit cheap discoveries
-   (promoting at every step wasted the budget on early, poorly modelled configurations;
-   promoting only when a guard forces the full-cost task confirmed discoveries late);
+   every full-cost candidate of `shared.best` (one optimized metric, no constraint metric).
+   Only full-cost results can be best, so a cheap discovery counts only once it is confirmed
+   at full cost; promoting only when its predicted value beats the incumbent keeps early,
+   poorly modelled configurations from spending the budget;
 2. the MF-2S choice (`_acquisition`): ``x*`` at the full-cost task, then the best allowed task
    for it (`_policy`);
 3. when ``x*`` decodes to a point that breaks a linear constraint (integer rounding), the best
@@ -18,11 +18,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import Enum
 from typing import Any
+from typing import Literal
 
 import numpy as np
 import torch
-from botorch.acquisition import AcquisitionFunction
+from botorch.acquisition.acquisition import AcquisitionFunction
 from botorch.models.gpytorch import GPyTorchModel
 from torch import Tensor
 
@@ -39,10 +41,19 @@ from services.suggester.optimizer._policy import allowed_tasks
 from services.suggester.optimizer._policy import choose_task
 from services.suggester.optimizer._policy import guard
 from services.suggester.optimizer._transform import SpaceTransform
+from shared.best import is_candidate
+from shared.best import is_full_cost
 from shared.design import random_unit
 from shared.space import Assignments
 from shared.space import ExperimentSpec
 from shared.space import assignment_key
+
+
+class _Used(Enum):
+    """`CandidateChooser._task`'s answer when every allowed pair is already used."""
+
+    ALL = "every allowed pair used"
+
 
 #: Points scored when repairing an infeasible or duplicate acquisition optimum.
 _DRAWS = 256
@@ -109,12 +120,12 @@ class CandidateChooser:
             assignments, _ = self.transform.decode(x)
             info.update(acquisition=value, repaired="infeasible")
         task = self._task(models, x, assignments, reason, info)
-        if task is False:
+        if task is _Used.ALL:
             x, value = self._best_of(acq, self._perturbations(assignments, rng))
             assignments, _ = self.transform.decode(x)
             info = {"acquisition": value, "repaired": "duplicate"}
             task = self._task(models, x, assignments, reason, info)
-        if task is False:
+        if task is _Used.ALL:
             raise RuntimeError("no unused point found near the acquisition optimum")
         return Candidate(assignments, task, "model", info)
 
@@ -125,11 +136,11 @@ class CandidateChooser:
         assignments: Assignments,
         reason: str | None,
         info: dict[str, Any],
-    ) -> str | None | bool:
+    ) -> str | None | Literal[_Used.ALL]:
         """The task for ``assignments`` at the ``D``-dim row ``x`` (None for single-task), or
-        False when every allowed ``(assignments, task)`` pair is already used."""
+        `_Used.ALL` when every allowed ``(assignments, task)`` pair is already used."""
         if self.target is None:
-            return False if assignment_key(assignments, None) in self.used else None
+            return _Used.ALL if assignment_key(assignments, None) in self.used else None
         table = task_scores(models, self.data.outcomes, self.transform, self.spec, x)
         unused = {t for t in table if assignment_key(assignments, t) not in self.used}
         allowed = allowed_tasks(self.spec, reason) & unused
@@ -137,7 +148,7 @@ class CandidateChooser:
             allowed = unused
         info.update(tasks=table, guard=reason)
         task = choose_task(self.spec, table, allowed)
-        return False if task is None else task
+        return _Used.ALL if task is None else task
 
     def _can_promote(self) -> bool:
         outcomes = self.data.outcomes
@@ -149,13 +160,16 @@ class CandidateChooser:
         )
 
     def _promotion(self, model: GPyTorchModel) -> Candidate | None:
-        """The best cheap-only configuration at full cost, if its mean beats the incumbent's."""
+        """The best cheap-only configuration at full cost, if its mean beats the incumbent's.
+
+        The incumbents are the observations that may be best (`shared.best.is_candidate`), so
+        the configuration to beat is judged as the API's best is."""
         assert self.target is not None
-        full = [o for o in self.successes if o.task == self.target]
+        full = [o for o in self.successes if is_candidate(self.spec, o)]
         cheap = [
             o
             for o in self.successes
-            if o.task != self.target
+            if not is_full_cost(self.spec, o.task)
             and assignment_key(o.assignments, self.target) not in self.used
         ]
         if not full or not cheap:

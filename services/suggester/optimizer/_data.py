@@ -185,4 +185,5 @@ def _noise(S: np.ndarray, Y: np.ndarray) -> np.ndarray | None:
         column = filled[:, j]
         given = column[~np.isnan(column)]
         column[np.isnan(column)] = float(np.median(given)) if given.size else floor
-    return np.maximum(filled, floor)
+    noise: np.ndarray = np.maximum(filled, floor)
+    return noise

@@ -158,7 +158,8 @@ class MultitaskOptimizer(Optimizer):
                 rows = transform.encode_rows([(p.assignments, p.task) for p in pending])
                 models = _believe(models, rows)
             spend = Spend()
-            for item in [*observations, *pending]:
+            items: list[Observation | Pending] = [*observations, *pending]
+            for item in items:
                 spend.add(spec, item.task)
             chooser = CandidateChooser(
                 spec, transform, data, observations, settings.acquisition, settings.policy, used
@@ -194,5 +195,7 @@ def _believe(models: list[GPyTorchModel], X: Tensor) -> list[GPyTorchModel]:
             kwargs = {}
             if isinstance(model.likelihood, FixedNoiseGaussianLikelihood):
                 kwargs["noise"] = model.likelihood.noise.mean().expand_as(mean)
-            out.append(model.condition_on_observations(X, mean, **kwargs))
+            conditioned = model.condition_on_observations(X, mean, **kwargs)
+            assert isinstance(conditioned, GPyTorchModel)  # conditioning keeps the model class
+            out.append(conditioned)
     return out

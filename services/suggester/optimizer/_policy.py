@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from shared.best import is_full_cost
 from shared.space import ExperimentSpec
 
 
@@ -43,8 +44,7 @@ class Spend:
     def add(self, spec: ExperimentSpec, task: str | None) -> None:
         cost = spec.task_cost(task)
         self.total += cost
-        full = spec.full_cost_task
-        if full is None or task == full.name:
+        if is_full_cost(spec, task):
             self.target += cost
 
 

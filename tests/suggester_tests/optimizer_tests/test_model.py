@@ -6,6 +6,7 @@ import dataclasses
 import warnings
 
 import numpy as np
+import pytest
 import torch
 
 from services.suggester.optimizer import FitSettings
@@ -63,8 +64,9 @@ def test_the_discrepancy_term_learns_a_task_difference_along_its_own_direction()
     assert lcm < 0.5 * icm, (lcm, icm)
 
 
-def test_the_lcm_kind_suggests_from_the_model_and_warm_starts() -> None:
-    settings = dataclasses.replace(FAST, model="lcm")
+@pytest.mark.parametrize("kind", ["fidelity", "lcm"])
+def test_the_benchmark_only_kinds_suggest_from_the_model_and_warm_start(kind: str) -> None:
+    settings = dataclasses.replace(FAST, model=kind)
     spec = all_kinds()
     _, observations = drive(MultitaskOptimizer(settings), spec, 10)
     first = MultitaskOptimizer(settings).suggest(spec, observations[:-1], [], 1, 0)
@@ -72,4 +74,7 @@ def test_the_lcm_kind_suggests_from_the_model_and_warm_starts() -> None:
     assert [c.source for c in (*first.candidates, *second.candidates)] == ["model", "model"]
     assert second.candidates[0].info["refit"] is False
     params = first.state["model"]["params"][0]
-    assert any(name.startswith("covar_module.kernels.1.") for name in params)
+    if kind == "lcm":  # the discrepancy term is the second kernel of the sum
+        assert any(name.startswith("covar_module.kernels.1.") for name in params)
+    else:  # the downsampling kernel's offset and power are fitted
+        assert any("power" in name for name in params), sorted(params)
