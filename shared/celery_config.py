@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.names import TRAIN_QUEUE
-from shared.names import TRAIN_TASK
 from shared.settings import Settings
 
 #: Longer than any training run, so Redis never hands a running task to a second worker.
@@ -39,6 +37,6 @@ def celery_settings(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": True,
         "task_track_started": True,
         "worker_hijack_root_logger": False,
-        "task_routes": {TRAIN_TASK: {"queue": TRAIN_QUEUE}},
-        "task_default_queue": TRAIN_QUEUE,
+        # No static route: a training task goes to its objective's queue
+        # (`shared.names.train_queue`), named by the suggester's Publisher when it sends it.
     }

@@ -125,3 +125,17 @@ class PoolEntry(_Message):
     task: str | None
     observation_count: int
     source: str
+
+
+@dataclass(frozen=True)
+class WorkerAdvert(_Message):
+    """A live worker and the objectives it can train, kept at `names.worker_key` with a TTL of
+    `names.WORKER_ADVERT_TTL_S` and renewed while the worker runs; the API reads the live ones
+    to refuse an experiment that names an objective no worker provides."""
+
+    name: str
+    objectives: list[str]
+    #: Unix seconds when the worker started.
+    started: float
+    #: GPUs the worker trains on (``CUDA_VISIBLE_DEVICES``), empty for a CPU worker.
+    gpus: list[str] = field(default_factory=list)

@@ -29,7 +29,7 @@ from services.api.auth import create_token
 from services.api.db import get_session
 from shared.api_client import ApiClient
 from shared.messages import TrainRequest
-from shared.names import TRAIN_QUEUE
+from shared.names import TRAIN_QUEUE_PREFIX
 from shared.settings import Settings
 
 SERVICE_TOKEN = "test-service-token"
@@ -147,11 +147,16 @@ class SentTask:
 
 
 def take_sent_tasks(client: redis.Redis) -> list[SentTask]:
-    """Remove and decode every message waiting in the training queue, oldest first (as workers
-    would take them). Reads kombu's Redis transport format: a JSON envelope per list item, its
-    body base64-encoded JSON ``[args, kwargs, embed]``."""
+    """Remove and decode every message waiting in the training queues (one per objective),
+    oldest first within each queue (as workers would take them). Reads kombu's Redis transport
+    format: a JSON envelope per list item, its body base64-encoded JSON ``[args, kwargs,
+    embed]``."""
+    raws = []
+    for queue in sorted(client.scan_iter(match=f"{TRAIN_QUEUE_PREFIX}*", _type="list")):
+        while (raw := client.rpop(queue)) is not None:
+            raws.append(raw)
     tasks = []
-    while (raw := client.rpop(TRAIN_QUEUE)) is not None:
+    for raw in raws:
         envelope = json.loads(raw)
         args, _kwargs, _embed = json.loads(base64.b64decode(envelope["body"]))
         tasks.append(

@@ -133,8 +133,15 @@ def _ensure_redis(supervisor: Supervisor) -> Settings:
     return Settings.from_env(env=settings.as_env(), redis_url=url)
 
 
-def start_platform(settings: Settings, port: int, workers: int, flower_port: int) -> Supervisor:
-    """Start Redis (if needed), API, suggester, workers and Flower; return their supervisor."""
+def start_platform(
+    settings: Settings,
+    port: int,
+    workers: int,
+    flower_port: int,
+    objectives_file: Path | None = None,
+) -> Supervisor:
+    """Start Redis (if needed), API, suggester, workers (each also providing the script
+    objectives of ``objectives_file``) and Flower; return their supervisor."""
     supervisor = Supervisor(settings)
     try:
         settings = _ensure_redis(supervisor)
@@ -146,9 +153,10 @@ def start_platform(settings: Settings, port: int, workers: int, flower_port: int
         supervisor.multitune("suggester", "suggester")
         # The suggester fits with one thread; the workers share the remaining cores.
         threads = max(1, ((os.cpu_count() or 2) - 1) // max(workers, 1))
+        extra = ["--objectives", str(objectives_file.resolve())] if objectives_file else []
         for i in range(workers):
             supervisor.multitune(
-                f"worker{i}", "worker", "--name", f"cpu{i}", "--threads", str(threads)
+                f"worker{i}", "worker", "--name", f"cpu{i}", "--threads", str(threads), *extra
             )
         supervisor.multitune(
             "flower",
@@ -191,6 +199,13 @@ platform_options = [
     click.option("--port", default=8000, show_default=True, type=int, help="API port"),
     click.option("--workers", default=2, show_default=True, type=int, help="Celery workers"),
     click.option("--flower-port", default=5555, show_default=True, type=int),
+    click.option(
+        "--objectives",
+        "objectives_file",
+        default=None,
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        help="Script objectives file for every worker (see `multitune worker --objectives`).",
+    ),
 ]
 
 
@@ -203,10 +218,12 @@ def _with_platform_options(fn: Any) -> Any:
 @click.command()
 @_with_platform_options
 @click.pass_obj
-def up(settings: Settings, port: int, workers: int, flower_port: int) -> None:
+def up(
+    settings: Settings, port: int, workers: int, flower_port: int, objectives_file: Path | None
+) -> None:
     """Start everything on this machine; Ctrl-C stops it."""
     _stop_on_ctrl_c_and_sigterm()
-    supervisor = start_platform(settings, port, workers, flower_port)
+    supervisor = start_platform(settings, port, workers, flower_port, objectives_file)
     click.echo(
         f"API     {supervisor.settings.api_url}  (token: multitune token create --name NAME)"
     )
@@ -239,6 +256,7 @@ def demo(
     port: int,
     workers: int,
     flower_port: int,
+    objectives_file: Path | None,
     example: Path,
     keep_running: bool,
 ) -> None:
@@ -251,7 +269,7 @@ def demo(
     from services.cli.experiments import load_definition
 
     _stop_on_ctrl_c_and_sigterm()
-    supervisor = start_platform(settings, port, workers, flower_port)
+    supervisor = start_platform(settings, port, workers, flower_port, objectives_file)
     try:
         engine = make_engine(supervisor.settings.database_url)
         migrate(engine)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import socket
+from pathlib import Path
 from typing import Any
 
 import click
@@ -122,11 +123,35 @@ def suggester(settings: Settings, threads: int) -> None:
     type=int,
     help="Math threads for training (default: torch's, all cores).",
 )
+@click.option(
+    "--objectives",
+    "objectives_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML file of script objectives this worker also provides "
+    "(examples/tune-your-script/objectives.yaml).",
+)
 @click.pass_obj
-def worker(settings: Settings, name: str, gpu: str | None, threads: int | None) -> None:
-    """A Celery worker that trains one run at a time (one worker per GPU)."""
+def worker(
+    settings: Settings,
+    name: str,
+    gpu: str | None,
+    threads: int | None,
+    objectives_file: Path | None,
+) -> None:
+    """A Celery worker that trains one run at a time (one worker per GPU): the built-in
+    objectives, those of installed packages (entry points `multitune.objectives`) and the
+    script objectives of --objectives. It consumes their queues only and advertises them."""
+    import redis
+
+    from services.worker.advert import Advertiser
+    from services.worker.advert import make_advert
+    from services.worker.advert import node_name
     from services.worker.celery import create_celery
-    from shared.names import TRAIN_QUEUE
+    from services.worker.objectives import Catalog
+    from services.worker.objectives import CatalogError
+    from services.worker.objectives.scripts import ObjectivesFileError
+    from shared.names import train_queue
 
     if threads is not None:
         limit_threads(threads)
@@ -135,27 +160,40 @@ def worker(settings: Settings, name: str, gpu: str | None, threads: int | None) 
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     else:
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+    try:
+        catalog = Catalog.discover(objectives_file)
+    except (CatalogError, ObjectivesFileError) as exc:
+        raise click.ClickException(str(exc)) from exc
     settings.resolved_service_token()
     export(settings)
-    app = create_celery(settings)
+    app = create_celery(settings, catalog)
     # A fresh child per task frees GPU memory; CPU workers keep their child (and its imports).
     app.conf.worker_max_tasks_per_child = 1 if gpu is not None else None
-    app.worker_main(
-        [
-            "worker",
-            "--queues",
-            TRAIN_QUEUE,
-            "--concurrency",
-            "1",
-            "--hostname",
-            f"{name}@%h",
-            "--task-events",
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            settings.log_level,
-        ]
-    )
+    node = node_name(name)
+    objectives = catalog.names()
+    click.echo(f"worker {node} provides: {', '.join(objectives)}")
+    advertiser = Advertiser(
+        redis.Redis.from_url(settings.redis_url), make_advert(node, objectives)
+    ).start()
+    try:
+        app.worker_main(
+            [
+                "worker",
+                "--queues",
+                ",".join(train_queue(objective) for objective in objectives),
+                "--concurrency",
+                "1",
+                "--hostname",
+                node,
+                "--task-events",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                settings.log_level,
+            ]
+        )
+    finally:
+        advertiser.stop()
 
 
 @click.command()

@@ -254,7 +254,9 @@ class Managed:
         traceback: str | None,
     ) -> None:
         """Record the observation and the run's final state in one call. A 409 means the
-        attempt was superseded or the run already ended (a redelivered result): ignored."""
+        attempt was superseded or the run already ended (a redelivered result): ignored. Values
+        the API refuses (a 400: e.g. a metric the experiment does not have) make the run a
+        failure with the API's message as its reason, so a bad result never blocks the loop."""
         body: dict[str, Any] = {"attempt": attempt, "state": state}
         if values is not None:
             body["values"] = values
@@ -265,6 +267,17 @@ class Managed:
         try:
             api_objects.record_result(self._api, run_id, body)
         except ApiRequestError as exc:
+            if exc.status == 400 and values is not None:
+                log.warning("run %s attempt %s: result refused: %s", run_id, attempt, exc.message)
+                self._finish(
+                    run_id,
+                    attempt,
+                    state=RunState.FAILED,
+                    values=None,
+                    reason=f"result refused by the API: {exc.message}",
+                    traceback=traceback,
+                )
+                return
             if exc.status not in (404, 409):
                 raise
             log.info("ignoring result of run %s attempt %s: %s", run_id, attempt, exc.message)

@@ -6,8 +6,8 @@ from celery import Celery
 
 from shared.celery_config import celery_settings
 from shared.messages import TrainRequest
-from shared.names import TRAIN_QUEUE
 from shared.names import TRAIN_TASK
+from shared.names import train_queue
 from shared.settings import Settings
 
 
@@ -17,11 +17,12 @@ class Publisher:
         self._app.conf.update(celery_settings(settings))
 
     def send(self, request: TrainRequest) -> None:
-        """Enqueue one attempt; its task id names the run and attempt (visible in Flower)."""
+        """Enqueue one attempt on its objective's queue, which only workers that provide the
+        objective consume; its task id names the run and attempt (visible in Flower)."""
         self._app.send_task(
             TRAIN_TASK,
             args=[request.to_json()],
-            queue=TRAIN_QUEUE,
+            queue=train_queue(request.objective),
             task_id=f"run-{request.run_id}-attempt-{request.attempt}",
         )
 

@@ -3,52 +3,73 @@
 Plain functions and classes, called by the thin Celery task (`services.worker.tasks`) and
 directly by tests (`tests/worker_tests/test_runner.py`). The worker talks to the API (the only
 writer of the store) over HTTP and publishes results to a Redis stream the suggester consumes.
+Built-in and entry-point objectives train in this process; a script objective's command runs
+as a child (`services.worker.script_runner`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+import time
 import traceback
 from collections.abc import Mapping
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import redis
 
-from services.worker import objectives
-from services.worker.objectives._base import RunContext
+from services.worker.objectives import Catalog
+from services.worker.objectives.scripts import ScriptObjective
+from services.worker.results import failed
+from services.worker.results import from_values
+from services.worker.results import publish
+from services.worker.results import stopped
+from services.worker.script_runner import run_script
 from shared import api_objects
 from shared.api_client import ApiClient
 from shared.api_client import ApiRequestError
 from shared.messages import TrainRequest
 from shared.messages import TrainResult
-from shared.names import RESULTS_STREAM
 from shared.settings import Settings
+from shared.space import Metric
 from shared.space import Task
 from shared.states import ExperimentState
 from shared.states import RunState
 
 log = logging.getLogger(__name__)
 
-RESULTS_MAXLEN = 100_000
 #: Experiment states in which a run keeps training.
 TRAINING_STATES = frozenset({ExperimentState.ACTIVE})
 
 
-class ApiRunContext(RunContext):
+class ApiRunContext:
     """A `RunContext` backed by the API: checkpoints are POSTed, stop requests come back on
-    heartbeats (experiment paused/stopped, or this attempt superseded by a newer one)."""
+    heartbeats (experiment paused/stopped, or this attempt superseded by a newer one). With
+    ``lease_s``, an attempt whose last renewed lease is older than that is lost: the run has
+    been or will be retried, so it stops as superseded."""
 
-    def __init__(self, api: ApiClient, request: TrainRequest, checkpoint_dir: Path) -> None:
-        import torch  # here, not at import: the worker's parent process never imports torch
-
+    def __init__(
+        self,
+        api: ApiClient,
+        request: TrainRequest,
+        checkpoint_dir: Path,
+        lease_s: float | None = None,
+    ) -> None:
         self.checkpoint_dir = checkpoint_dir
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self._api = api
         self._request = request
+        self._lease_s = lease_s
+        self._renewed = time.monotonic()
         self._stop = threading.Event()
         self.superseded = threading.Event()
+
+    @functools.cached_property
+    def device(self) -> str:
+        import torch  # here, not at import: the worker's parent process never imports torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
 
     def report(self, epoch: int, values: Mapping[str, float]) -> None:
         body = {
@@ -63,8 +84,23 @@ class ApiRunContext(RunContext):
                 raise
             self.supersede()
 
+    def renewed(self, at: float) -> None:
+        """The lease was renewed by a heartbeat sent at monotonic time ``at``."""
+        self._renewed = max(self._renewed, at)
+
     def should_stop(self) -> bool:
-        return self._stop.is_set()
+        if self._stop.is_set():
+            return True
+        if self._lease_s is not None and time.monotonic() - self._renewed > self._lease_s:
+            log.warning(
+                "run %s attempt %s: no lease renewed for %.0fs; stopping it as lost",
+                self._request.run_id,
+                self._request.attempt,
+                self._lease_s,
+            )
+            self.supersede()
+            return True
+        return False
 
     def stop(self) -> None:
         self._stop.set()
@@ -98,6 +134,7 @@ class Heartbeat:
 
     def _run(self) -> None:
         while not self._done.wait(self._interval_s):
+            sent = time.monotonic()
             try:
                 run = api_objects.update_training_run(
                     self._api,
@@ -113,6 +150,7 @@ class Heartbeat:
             except OSError as exc:
                 log.warning("heartbeat of run %s failed: %s", self._request.run_id, exc)
                 continue
+            self._context.renewed(sent)
             if run.experiment_state not in TRAINING_STATES:
                 self._context.stop()
 
@@ -125,10 +163,16 @@ def checkpoint_dir(settings: Settings, run_id: int) -> Path:
 
 
 def train(
-    request: TrainRequest, settings: Settings, api: ApiClient, results: redis.Redis, worker: str
+    request: TrainRequest,
+    settings: Settings,
+    api: ApiClient,
+    results: redis.Redis,
+    worker: str,
+    catalog: Catalog | None = None,
 ) -> TrainResult | None:
-    """Run one attempt end to end. Returns the published result, or None when this attempt was
-    not ours to run (claimed elsewhere, superseded, or a message about another run)."""
+    """Run one attempt end to end with the objectives of ``catalog`` (default: the built-ins
+    and the installed entry points). Returns the published result, or None when this attempt
+    was not ours to run (claimed elsewhere, superseded, or a message about another run)."""
     if not _describes_run(api, request):
         return None
     try:
@@ -152,12 +196,17 @@ def train(
             )
             return None
         raise
-    context = ApiRunContext(api, request, checkpoint_dir(settings, request.run_id))
+    context = ApiRunContext(
+        api, request, checkpoint_dir(settings, request.run_id), lease_s=settings.run_lease_s
+    )
     if run.experiment_state not in TRAINING_STATES:
         context.stop()
-        return _publish(results, _result(request, stopped=True))
+        return publish(results, stopped(request))
+    metrics = api_objects.get_experiment(api, request.experiment_id).spec.metrics
     with Heartbeat(api, request, context, settings.heartbeat_s):
-        outcome = _run_objective(request, context)
+        outcome = _run_objective(
+            request, context, catalog or Catalog.discover(), metrics, api, settings.api_url
+        )
     if context.superseded.is_set():
         log.info(
             "run %s attempt %s was superseded; dropping its result",
@@ -165,7 +214,7 @@ def train(
             request.attempt,
         )
         return None
-    return _publish(results, outcome)
+    return publish(results, outcome)
 
 
 def _describes_run(api: ApiClient, request: TrainRequest) -> bool:
@@ -191,40 +240,33 @@ def _describes_run(api: ApiClient, request: TrainRequest) -> bool:
     return same
 
 
-def _run_objective(request: TrainRequest, context: ApiRunContext) -> TrainResult:
+def _run_objective(
+    request: TrainRequest,
+    context: ApiRunContext,
+    catalog: Catalog,
+    metrics: Sequence[Metric],
+    api: ApiClient,
+    api_url: str,
+) -> TrainResult:
+    """Train with the objective of ``request``; the result holds the values of the
+    experiment's ``metrics`` (`results.from_values`)."""
+    if request.objective not in catalog:
+        return failed(
+            request,
+            f"this worker provides no objective {request.objective!r} "
+            f"(it provides {', '.join(catalog.names())})",
+        )
     task = Task(name=request.task, cost=request.cost) if request.task is not None else None
     try:
-        objective = objectives.load(request.objective)
+        objective = catalog.load(request.objective)
+        if isinstance(objective, ScriptObjective):
+            return run_script(objective, request, context, metrics, api, api_url)
         result = objective.run(request.assignments, task, request.config, context)
     except Exception as exc:  # noqa: BLE001 - any failure of user training is a failed run
         if context.should_stop():  # the objective stopped as asked (e.g. raised TrainingStopped)
-            return _result(request, stopped=True)
+            return stopped(request)
         log.warning("run %s attempt %s failed: %s", request.run_id, request.attempt, exc)
-        return _result(
-            request,
-            failed=True,
-            reason=f"{type(exc).__name__}: {exc}"[:2000],
-            traceback=traceback.format_exc(),
-        )
+        return failed(request, f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
     if context.should_stop():
-        return _result(request, stopped=True)
-    values = [{"name": request.metric, "value": result.value}]
-    values += [{"name": k, "value": v} for k, v in result.extra.items()]
-    return _result(request, values=values)
-
-
-def _result(request: TrainRequest, **fields: Any) -> TrainResult:
-    return TrainResult(
-        experiment_id=request.experiment_id,
-        suggestion_id=request.suggestion_id,
-        run_id=request.run_id,
-        attempt=request.attempt,
-        **fields,
-    )
-
-
-def _publish(results: redis.Redis, result: TrainResult) -> TrainResult:
-    results.xadd(
-        RESULTS_STREAM, {"result": result.to_json()}, maxlen=RESULTS_MAXLEN, approximate=True
-    )
-    return result
+        return stopped(request)
+    return from_values(request, result.values(request.metric), metrics)

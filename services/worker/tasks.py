@@ -8,6 +8,7 @@ import redis
 from celery import Celery
 from celery import Task
 
+from services.worker.objectives import Catalog
 from services.worker.runner import train
 from shared.api_client import ApiClient
 from shared.messages import TrainRequest
@@ -15,9 +16,9 @@ from shared.names import TRAIN_TASK
 from shared.settings import Settings
 
 
-def register(app: Celery, settings: Settings) -> None:
+def register(app: Celery, settings: Settings, catalog: Catalog) -> None:
     """Register the training task on ``app`` alone (not shared with other apps in the
-    process: each app's task trains with its own settings)."""
+    process: each app's task trains with its own settings and objectives)."""
 
     @app.task(name=TRAIN_TASK, bind=True, shared=False)
     def train_task(self: Task, message: str) -> None:
@@ -25,7 +26,8 @@ def register(app: Celery, settings: Settings) -> None:
         api = ApiClient(settings.api_url, settings.resolved_service_token(), retry_for_s=300)
         results = redis.Redis.from_url(settings.redis_url)
         try:
-            train(request, settings, api, results, self.request.hostname or socket.gethostname())
+            hostname = self.request.hostname or socket.gethostname()
+            train(request, settings, api, results, hostname, catalog)
         finally:
             api.close()
             results.close()

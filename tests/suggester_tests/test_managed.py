@@ -207,6 +207,21 @@ def test_superseded_and_repeated_results_are_ignored(scheduler: Scheduler) -> No
     assert scheduler.run(run.id).state is RunState.COMPLETED
 
 
+def test_a_result_the_api_refuses_fails_the_run_instead_of_blocking(
+    scheduler: Scheduler,
+) -> None:
+    eid = scheduler.create(observation_budget=20, parallel_bandwidth=1)
+    scheduler.schedule(eid)
+    (request,) = scheduler.sent()
+    scheduler.claim(request)
+    run = scheduler.run(request.run_id)
+    scheduler.managed.handle_result(_result(run, values=[{"name": "nope", "value": 1.0}]))
+    (observation,) = scheduler.observations(eid)
+    assert observation.failed
+    finished = scheduler.run(run.id)
+    assert finished.state is RunState.FAILED
+
+
 def test_paused_runs_resume_with_a_new_attempt(scheduler: Scheduler) -> None:
     eid = scheduler.create(observation_budget=20, parallel_bandwidth=2)
     scheduler.schedule(eid)

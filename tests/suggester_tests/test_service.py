@@ -23,10 +23,10 @@ from shared.messages import TrainResult
 from shared.names import EVENTS_STREAM
 from shared.names import RESULTS_STREAM
 from shared.names import SUGGESTER_GROUP
-from shared.names import TRAIN_QUEUE
 from shared.names import TRAIN_TASK
 from shared.names import pool_key
 from shared.names import pool_version_key
+from shared.names import train_queue
 from shared.states import ExperimentState
 from shared.states import RunState
 from shared.states import StateFilter
@@ -152,7 +152,7 @@ def test_a_created_managed_experiment_gets_parallel_bandwidth_runs(loop: Suggest
     runs = loop.unfinished_runs(eid)
     assert len(sent) == len(runs) == MANAGED["parallel_bandwidth"]
     assert {t.name for t in sent} == {TRAIN_TASK} and {t.routing_key for t in sent} == {
-        TRAIN_QUEUE
+        train_queue(MANAGED["objective"]["name"])
     }
     by_run = {t.request.run_id: t.request for t in sent}
     for run in runs:

@@ -229,10 +229,8 @@ def test_heartbeats_renew_the_lease_while_the_objective_trains(worker: Worker) -
     WaitingObjective.release.set()
     result = training.result()
     assert result is not None and not result.failed and not result.stopped
-    assert result.values == [
-        {"name": "value", "value": 1.0},
-        {"name": "seconds", "value": 0.5},  # extra values under their own names
-    ]
+    # The experiment's metric; "seconds", a name the experiment does not have, is left out.
+    assert result.values == [{"name": "value", "value": 1.0}]
     assert worker.published() == [result]
 
 
@@ -294,3 +292,16 @@ def test_a_superseded_attempt_cannot_log_checkpoints(worker: Worker, tmp_path: P
     assert not current.should_stop()
     (checkpoint,) = worker.checkpoints(run.id)
     assert (checkpoint["attempt"], checkpoint["epoch"]) == (2, 1)
+
+
+def test_an_attempt_whose_lease_is_not_renewed_stops_as_lost(
+    worker: Worker, tmp_path: Path
+) -> None:
+    """No heartbeat got through for a lease: the run is (or will be) retried elsewhere."""
+    context = runner.ApiRunContext(worker.api, worker.request(worker.new_run()), tmp_path, 1.0)
+    time.sleep(0.6)
+    context.renewed(time.monotonic())
+    time.sleep(0.3)
+    assert not context.should_stop()  # renewed 0.3 s ago
+    time.sleep(0.8)
+    assert context.should_stop() and context.superseded.is_set()

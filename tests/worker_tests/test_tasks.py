@@ -16,8 +16,8 @@ from shared import api_objects
 from shared.messages import MessageError
 from shared.messages import TrainResult
 from shared.names import RESULTS_STREAM
-from shared.names import TRAIN_QUEUE
 from shared.names import TRAIN_TASK
+from shared.names import train_queue
 from shared.states import RunState
 from tests.inprocess import BRANIN
 from tests.inprocess import InProcessApi
@@ -39,7 +39,7 @@ def test_the_task_trains_what_the_suggester_sent(
     finally:
         publisher.close()
     (sent,) = take_sent_tasks(redis_client)
-    assert (sent.name, sent.routing_key) == (TRAIN_TASK, TRAIN_QUEUE)
+    assert (sent.name, sent.routing_key) == (TRAIN_TASK, train_queue("augmented_branin"))
     assert sent.task_id == f"run-{sent.request.run_id}-attempt-1"
 
     app = create_celery(settings)

@@ -24,8 +24,10 @@ class RunContext(Protocol):
     #: Directory private to this training run; it survives retries of the run, so an objective
     #: that finds a checkpoint there resumes from it.
     checkpoint_dir: Path
-    #: "cuda" when a GPU is visible to this worker process, else "cpu".
-    device: str
+
+    @property
+    def device(self) -> str:
+        """ "cuda" when a GPU is visible to this worker process, else "cpu"."""
 
     def report(self, epoch: int, values: Mapping[str, float]) -> None:
         """Log one training-run checkpoint (per-epoch metric values)."""
@@ -36,10 +38,25 @@ class RunContext(Protocol):
 
 @dataclass(frozen=True)
 class ObjectiveResult:
-    """``value`` goes under the experiment's first metric; ``extra`` under their own names."""
+    """``value`` goes under the experiment's first metric; ``extra`` under their own names.
+    ``value`` None: ``extra`` names every metric, the experiment's first included (what a
+    function objective that returns a dict gives)."""
 
-    value: float
+    value: float | None
     extra: dict[str, float] = field(default_factory=dict)
+
+    def values(self, metric: str) -> dict[str, float]:
+        """Every metric by name, with ``value`` under ``metric`` (the experiment's first)."""
+        if self.value is None:
+            return dict(self.extra)
+        return {metric: self.value, **self.extra}
+
+
+def task_epochs(task: Task | None, max_epochs: int) -> int:
+    """Training length for a task: ``round(cost x max_epochs)``, at least 1 (no task: cost 1).
+    The one rule for built-in, entry-point and script objectives (``MULTITUNE_EPOCHS``)."""
+    cost = task.cost if task is not None else 1.0
+    return max(1, round(cost * max_epochs))
 
 
 class Objective(abc.ABC):
@@ -49,10 +66,8 @@ class Objective(abc.ABC):
     name: str
 
     def epochs_for(self, task: Task | None, config: Mapping[str, Any]) -> int:
-        """Training length for a task: ``round(cost x max_epochs)``, at least 1."""
-        max_epochs = int(config.get("max_epochs", 1))
-        cost = task.cost if task is not None else 1.0
-        return max(1, round(cost * max_epochs))
+        """Training length for a task: `task_epochs` with ``config.max_epochs`` (default 1)."""
+        return task_epochs(task, int(config.get("max_epochs", 1)))
 
     @abc.abstractmethod
     def run(

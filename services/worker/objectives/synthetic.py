@@ -24,6 +24,7 @@ from botorch.test_functions.synthetic import SyntheticTestFunction
 from services.worker.objectives._base import Objective
 from services.worker.objectives._base import ObjectiveResult
 from services.worker.objectives._base import RunContext
+from services.worker.objectives._base import task_epochs
 from shared.space import Task
 
 PROGRESS_FILE = "progress.json"
@@ -34,8 +35,7 @@ class _Synthetic(Objective):
     inputs: tuple[str, ...]
 
     def epochs_for(self, task: Task | None, config: Mapping[str, Any]) -> int:
-        cost = task.cost if task is not None else 1.0
-        return max(1, round(cost * int(config.get("max_epochs", 4))))
+        return task_epochs(task, int(config.get("max_epochs", 4)))
 
     def run(
         self,

@@ -1,0 +1,60 @@
+"""A worker's `WorkerAdvert` in the real Redis: written with the TTL at start, renewed while the
+worker runs, removed when it stops; and what ``multitune worker`` advertises and consumes."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import redis
+
+from services.worker.advert import Advertiser
+from services.worker.advert import make_advert
+from services.worker.advert import node_name
+from shared.messages import WorkerAdvert
+from shared.names import WORKER_ADVERT_TTL_S
+from shared.names import worker_key
+
+
+def test_an_advert_lives_with_its_ttl_is_renewed_and_is_removed_on_stop(
+    redis_client: redis.Redis,
+) -> None:
+    advert = WorkerAdvert(name="w1@host", objectives=["a", "b"], started=1.0, gpus=["0"])
+    advertiser = Advertiser(redis_client, advert, ttl_s=2, interval_s=0.2).start()
+    try:
+        key = worker_key("w1@host")
+        assert WorkerAdvert.from_json(redis_client.get(key)) == advert
+        assert 0 < redis_client.pttl(key) <= 2000
+        time.sleep(1.5)  # past most of the first TTL: only renewals keep it
+        assert redis_client.exists(key) and redis_client.pttl(key) > 1000
+    finally:
+        advertiser.stop()
+    assert not redis_client.exists(key)
+
+
+def test_an_advert_that_is_not_renewed_expires(redis_client: redis.Redis) -> None:
+    advert = WorkerAdvert(name="gone@host", objectives=["a"], started=1.0)
+    Advertiser(redis_client, advert, ttl_s=1).publish()  # written once, never renewed
+    assert redis_client.exists(worker_key("gone@host"))
+    time.sleep(1.2)
+    assert not redis_client.exists(worker_key("gone@host"))
+
+
+def test_the_default_ttl_and_renewal_interval() -> None:
+    advert = WorkerAdvert(name="n", objectives=[], started=0.0)
+    advertiser = Advertiser(redis.Redis(), advert)
+    assert advertiser.ttl_s == WORKER_ADVERT_TTL_S
+    assert advertiser.interval_s == WORKER_ADVERT_TTL_S / 3
+
+
+@pytest.mark.parametrize(("visible", "gpus"), [("", []), ("1", ["1"]), ("0, 2", ["0", "2"])])
+def test_an_advert_names_the_node_objectives_and_gpus(
+    monkeypatch: pytest.MonkeyPatch, visible: str, gpus: list[str]
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    before = time.time()
+    advert = make_advert(node_name("gpu0"), ["b", "a"])
+    assert advert.name == f"gpu0@{os.uname().nodename}"
+    assert advert.objectives == ["a", "b"] and advert.gpus == gpus
+    assert before <= advert.started <= time.time()
