@@ -30,6 +30,23 @@ class IdConverter(BaseConverter):
         return str(value)
 
 
+#: SigOpt's request header asking a successful write to answer without a body.
+SKIP_HEADER = "X-Response-Content"
+
+
+def _skip_response_content(response: Response) -> Response:
+    """``X-Response-Content: skip`` on a successful ``/v1`` write: 204, no body (the sigopt
+    client sends it with every run update and checkpoint)."""
+    if (
+        request.headers.get(SKIP_HEADER, "").strip().lower() == "skip"
+        and request.method not in ("GET", "HEAD", "OPTIONS")
+        and request.path.startswith("/v1/")
+        and 200 <= response.status_code < 300
+    ):
+        return Response(status=204)
+    return response
+
+
 def create_app(settings: Settings | None = None, *, start_relay: bool = True) -> Flask:
     """Build the app: migrate the database, connect Redis, register blueprints, start the relay."""
     from services.api import auth
@@ -73,6 +90,8 @@ def create_app(settings: Settings | None = None, *, start_relay: bool = True) ->
         if request.method != "GET":
             relay.notify()
         return response
+
+    app.after_request(_skip_response_content)
 
     routes.register(app)
     return app

@@ -3,6 +3,11 @@
 A token belongs to one client; every query of a client's data is filtered by its id, so another
 client's objects are simply not found (404). The service token from the settings (used by the
 suggester and workers) sees every client.
+
+A run-scoped token (``mtr_``, minted by the service for a script objective's child process) acts
+for one attempt of one training run: `check_run_scope`, run by `require_token` before every v1
+route, is the one place that confines it to `RUN_TOKEN_CALLS` on its own run, and `principal_of`
+stops accepting it (401) once the run has a later attempt or has finished.
 """
 
 from __future__ import annotations
@@ -18,28 +23,58 @@ from flask import Flask
 from flask import current_app
 from flask import g
 from flask import request
+from sqlalchemy import delete
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.api.db import get_session
 from services.api.errors import ApiError
+from services.api.errors import not_found
+from services.api.models import Artifact
 from services.api.models import Client
 from services.api.models import Token
+from services.api.models import TrainingRun
+from shared.states import FINISHED_RUN_STATES
 
 TOKEN_PREFIX = "mt_"
+RUN_TOKEN_PREFIX = "mtr_"
 _CACHE_SECONDS = 30.0
+
+_RUN = "/v1/training_runs/<id:run_id>"
+#: Everything a run-scoped token may call, as (method, URL rule). A ``run_id`` in the path must
+#: be the token's run and a ``file_id`` one of its run's files, else 404; any other call is 403.
+RUN_TOKEN_CALLS = frozenset(
+    {
+        ("GET", "/v1/tokens/self"),
+        ("GET", _RUN),
+        ("PUT", _RUN),
+        ("MERGE", _RUN),
+        ("PATCH", _RUN),
+        ("GET", f"{_RUN}/checkpoints"),
+        ("POST", f"{_RUN}/checkpoints"),
+        ("POST", f"{_RUN}/files"),
+        ("GET", "/v1/files/<id:file_id>"),
+    }
+)
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a client (tenant), or the internal service (``client_id`` None)."""
+    """Who is calling: a client (tenant), or the internal service (``client_id`` None). A
+    run-scoped token is its run's client, confined to that run (``run_id``) and attempt."""
 
     client_id: int | None
     name: str
+    run_id: int | None = None
+    attempt: int | None = None
 
     @property
     def is_service(self) -> bool:
         return self.client_id is None
+
+    @property
+    def is_run_scoped(self) -> bool:
+        return self.run_id is not None
 
 
 def digest(token: str) -> str:
@@ -56,6 +91,27 @@ def create_token(session: Session, client_name: str, token_name: str) -> str:
         session.flush()
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     session.add(Token(client_id=client.id, name=token_name, digest=digest(secret), created=now))
+    session.commit()
+    return secret
+
+
+def create_run_token(session: Session, run: TrainingRun) -> str:
+    """Mint a token scoped to ``run``'s current attempt; return the secret, which is not stored.
+    Tokens of the run's earlier attempts (already invalid) are deleted."""
+    secret = RUN_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    session.execute(
+        delete(Token).where(Token.training_run_id == run.id, Token.attempt != run.attempt)
+    )
+    session.add(
+        Token(
+            client_id=run.client_id,
+            name=f"run {run.id} attempt {run.attempt}",
+            digest=digest(secret),
+            created=time.time(),
+            training_run_id=run.id,
+            attempt=run.attempt,
+        )
+    )
     session.commit()
     return secret
 
@@ -83,19 +139,37 @@ def principal_of(token_digest: str) -> Principal | None:
     row = (
         get_session()
         .execute(
-            select(Token.client_id, Client.name)
+            select(
+                Token.client_id,
+                Client.name,
+                Token.training_run_id,
+                Token.attempt,
+                TrainingRun.attempt,
+                TrainingRun.state,
+            )
             .join(Client, Client.id == Token.client_id)
+            .outerjoin(TrainingRun, TrainingRun.id == Token.training_run_id)
             .where(Token.digest == token_digest, Token.revoked.is_(False))
         )
         .first()
     )
-    return Principal(client_id=row[0], name=row[1]) if row else None
+    if row is None:
+        return None
+    client_id, name, run_id, attempt, run_attempt, run_state = row
+    if run_id is None:
+        return Principal(client_id=client_id, name=name)
+    if attempt != run_attempt or run_state in FINISHED_RUN_STATES:
+        return None  # the run moved to a later attempt or finished: the token is spent
+    return Principal(client_id=client_id, name=name, run_id=run_id, attempt=attempt)
 
 
 def _lookup(token: str) -> Principal | None:
-    """`principal_of`, cached for a few seconds per process (tokens are checked per request)."""
-    cache: dict[str, tuple[float, Principal | None]] = current_app.extensions["token_cache"]
+    """`principal_of`, cached for a few seconds per process (tokens are checked per request);
+    run-scoped tokens are checked on every request, so they stop the moment their run ends."""
     key = digest(token)
+    if token.startswith(RUN_TOKEN_PREFIX):
+        return principal_of(key)
+    cache: dict[str, tuple[float, Principal | None]] = current_app.extensions["token_cache"]
     hit = cache.get(key)
     now = time.monotonic()
     if hit is not None and hit[0] > now:
@@ -113,7 +187,7 @@ def current_principal() -> Principal:
 
 
 def require_token() -> None:
-    """``before_request`` of the v1 blueprint."""
+    """``before_request`` of the v1 blueprints."""
     token = _presented_token()
     if not token:
         raise ApiError(
@@ -122,7 +196,31 @@ def require_token() -> None:
     principal = _lookup(token)
     if principal is None:
         raise ApiError(401, "Invalid API token")
+    if principal.is_run_scoped:
+        check_run_scope(principal)
     g.principal = principal
+
+
+def check_run_scope(principal: Principal) -> None:
+    """The one check of what a run-scoped token may do: a call of `RUN_TOKEN_CALLS` (else 403)
+    on its own run or a file of it (else 404, as for any object the caller cannot see)."""
+    rule = request.url_rule
+    method = "GET" if request.method == "HEAD" else request.method
+    if rule is None or (method, rule.rule) not in RUN_TOKEN_CALLS:
+        raise ApiError(
+            403,
+            f"Forbidden: a token scoped to training run {principal.run_id} may only read and "
+            "update that run, its checkpoints and its files",
+        )
+    args = request.view_args or {}
+    if "run_id" in args and args["run_id"] != principal.run_id:
+        raise not_found("training run", args["run_id"])
+    if "file_id" in args:
+        owner = get_session().scalar(
+            select(Artifact.training_run_id).where(Artifact.id == args["file_id"])
+        )
+        if owner != principal.run_id:
+            raise not_found("file", args["file_id"])
 
 
 def init_app(app: Flask) -> None:

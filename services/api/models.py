@@ -18,6 +18,7 @@ from sqlalchemy import Integer
 from sqlalchemy import String
 from sqlalchemy import Text
 from sqlalchemy import UniqueConstraint
+from sqlalchemy import false
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
@@ -41,7 +42,8 @@ class Client(Base):
 
 
 class Token(Base):
-    """An API token; only its SHA-256 digest is stored."""
+    """An API token; only its SHA-256 digest is stored. A run-scoped token (``training_run_id``
+    set) acts for one attempt of one run and stops validating when the run moves on or ends."""
 
     __tablename__ = "tokens"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -50,15 +52,45 @@ class Token(Base):
     digest: Mapped[str] = mapped_column(String(64), unique=True)
     created: Mapped[float] = mapped_column(Float)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    training_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("training_runs.id"), nullable=True, index=True
+    )
+    attempt: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class Project(Base):
+    """A client's project (SigOpt's AI module): a named home for AI experiments and runs.
+    ``reference_id`` is the id clients use (``[a-z0-9._-]``, at most 32 characters), unique per
+    client."""
+
+    __tablename__ = "projects"
+    __table_args__ = (
+        UniqueConstraint("client_id", "reference_id", name="uq_projects_client_reference"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    reference_id: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(100))
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
+    created: Mapped[float] = mapped_column(Float)
+    updated: Mapped[float] = mapped_column(Float)
 
 
 class Experiment(Base):
     """``definition`` holds parameters, metrics, conditionals, linear_constraints, tasks, type,
-    num_solutions and objective as validated SigOpt JSON."""
+    num_solutions, objective and project (its reference id) as validated SigOpt JSON.
+
+    An AI experiment (``ai``) is an experiment created in a project through
+    ``/aiexperiments``; the flag only decides how it is shown (``aiexperiment`` JSON with
+    ``budget`` and run progress)."""
 
     __tablename__ = "experiments"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("projects.id"), nullable=True, index=True
+    )
+    ai: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     name: Mapped[str] = mapped_column(String(100))
     #: An `ExperimentState`.
     state: Mapped[str] = mapped_column(String(16), default=ExperimentState.ACTIVE)
@@ -133,12 +165,29 @@ class Observation(Base):
 
 
 class TrainingRun(Base):
-    """One suggestion being trained by a worker. ``attempt`` fences results of older attempts."""
+    """A training run: of a suggestion of an experiment (trained by a worker, or tracked by a
+    client), or of a project only (tracked by a client, no experiment and no suggestion).
+    ``attempt`` fences results of older attempts. ``data`` holds what a client tracks (values,
+    model, datasets, logs, source code, extra assignments, ...); `deleted` means archived."""
 
     __tablename__ = "training_runs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), index=True)
-    suggestion_id: Mapped[int] = mapped_column(ForeignKey("suggestions.id"), index=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("projects.id"), nullable=True, index=True
+    )
+    experiment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("experiments.id"), nullable=True, index=True
+    )
+    suggestion_id: Mapped[int | None] = mapped_column(
+        ForeignKey("suggestions.id"), nullable=True, index=True
+    )
+    #: The observation recorded when the run ended (`services.api.store.training_runs`).
+    observation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("observations.id"), nullable=True
+    )
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     #: A `RunState`.
     state: Mapped[str] = mapped_column(String(16), default=RunState.QUEUED)
@@ -184,11 +233,18 @@ class OutboxEvent(Base):
 
 class Artifact(Base):
     """A file a training run uploaded (plot, image, model checkpoint). The bytes live under
-    ``<data dir>/artifacts/<storage_key>``; the key is made of ids only, never the file name."""
+    ``<data dir>/artifacts/<storage_key>``; the key is made of ids only, never the file name.
+
+    A file declared by the sigopt client (``POST .../files`` with JSON) is ``pending`` until its
+    bytes arrive on the signed upload URL, then ``ready``; only ready files are listed or served.
+    While pending, ``size`` and ``content_md5`` are the declared ones and ``sha256`` is empty."""
 
     __tablename__ = "artifacts"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id"), index=True)
+    #: The run's experiment; None for a run tracked in a project only.
+    experiment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("experiments.id"), nullable=True, index=True
+    )
     training_run_id: Mapped[int] = mapped_column(ForeignKey("training_runs.id"), index=True)
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     name: Mapped[str] = mapped_column(String(200))
@@ -197,3 +253,11 @@ class Artifact(Base):
     sha256: Mapped[str] = mapped_column(String(64))
     storage_key: Mapped[str] = mapped_column(String(200))
     created: Mapped[float] = mapped_column(Float)
+    #: A `services.api.store.artifacts.FileStatus`.
+    status: Mapped[str] = mapped_column(String(16), default="ready", server_default="ready")
+    #: Base64 MD5 of the content (declared by the client, or computed on a direct upload).
+    content_md5: Mapped[str | None] = mapped_column(String(24), nullable=True)
+    #: The client's file name (base name only), when it sent one.
+    filename: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: Random value signed into the upload URL (a reused id cannot take an old URL).
+    upload_nonce: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -13,6 +13,7 @@ from flask import Blueprint
 from flask import Flask
 from pydantic import BaseModel
 
+from services.api.errors import ApiError
 from services.api.request_json import parse_body
 from services.api.request_json import parse_query
 
@@ -25,14 +26,27 @@ class Operation:
     body: type[BaseModel] | None
     query: type[BaseModel] | None
     returns: str
+    #: Further methods served by the same view; documented in the description, as OpenAPI has
+    #: no name for them (``MERGE``).
+    also: tuple[str, ...] = ()
+
+
+#: Raises (404) for an object named in a path that the caller cannot see.
+PathCheck = Callable[[dict[str, Any]], None]
 
 
 class ApiBlueprint(Blueprint):
-    """A blueprint whose `operation` decorator records each operation for the document."""
+    """A blueprint whose `operation` decorator records each operation for the document.
 
-    def __init__(self, name: str, import_name: str, **kwargs: Any) -> None:
+    With ``path_check``, a malformed body or query of a path naming an object the caller cannot
+    see answers 404, not 400: another client's ids look the same whatever is sent."""
+
+    def __init__(
+        self, name: str, import_name: str, *, path_check: PathCheck | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(name, import_name, **kwargs)
         self.operations: list[Operation] = []
+        self.path_check = path_check
 
     def operation(
         self,
@@ -43,21 +57,29 @@ class ApiBlueprint(Blueprint):
         body: type[BaseModel] | None = None,
         query: type[BaseModel] | None = None,
         returns: str = "object",
+        also: tuple[str, ...] = (),
     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        """Register ``view`` for ``method rule``; it gets the parsed ``body``/``query`` kwargs."""
+        """Register ``view`` for ``method rule`` (and the methods in ``also``); it gets the
+        parsed ``body``/``query`` kwargs."""
 
         def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
             @functools.wraps(view)
             def wrapper(**kwargs: Any) -> Any:
-                if body is not None:
-                    kwargs["body"] = parse_body(body)
-                if query is not None:
-                    kwargs["query"] = parse_query(query)
+                path_args = dict(kwargs)
+                try:
+                    if body is not None:
+                        kwargs["body"] = parse_body(body)
+                    if query is not None:
+                        kwargs["query"] = parse_query(query)
+                except ApiError:
+                    if self.path_check is not None:
+                        self.path_check(path_args)
+                    raise
                 return view(**kwargs)
 
             name = f"{view.__name__}_{method.lower()}"
-            self.add_url_rule(rule, endpoint=name, view_func=wrapper, methods=[method])
-            self.operations.append(Operation(method, rule, summary, body, query, returns))
+            self.add_url_rule(rule, endpoint=name, view_func=wrapper, methods=[method, *also])
+            self.operations.append(Operation(method, rule, summary, body, query, returns, also))
             return wrapper
 
         return decorator
@@ -88,11 +110,17 @@ def build_document(app: Flask) -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": {"description": op.returns},
+                    "204": {"description": "No body: the request said X-Response-Content: skip"},
                     "400": {"$ref": "#/components/responses/Error"},
                     "401": {"$ref": "#/components/responses/Error"},
                     "404": {"$ref": "#/components/responses/Error"},
                 },
             }
+            if op.also:
+                item["description"] = (
+                    f"{' and '.join(op.also)} {'is' if len(op.also) == 1 else 'are'} accepted "
+                    f"too, with the same meaning as {op.method}."
+                )
             if op.body is not None:
                 schema = op.body.model_json_schema(ref_template=ref)
                 schemas.update(schema.pop("$defs", {}))

@@ -92,9 +92,15 @@ def test_upload_list_and_download(
     stored = _artifacts_dir(app) / meta["experiment"] / run / meta["id"]
     assert stored.read_bytes() == image  # under <data dir>/artifacts, named by ids only
 
-    assert client.delete(meta["url"], headers=auth).status_code == 204
+    described = client.get(f"/v1/files/{meta['id']}", headers=auth).json
+    assert described["object"] == "file" and described["url"] == meta["url"]
+    assert described["status"] == "ready" and described["sha256"] == meta["sha256"]
+    assert described["download"]["url"].startswith("http://localhost/v1/files/")
+
+    assert client.delete(f"/v1/files/{meta['id']}", headers=auth).status_code == 204
     assert not stored.exists()
     assert client.get(meta["url"], headers=auth).status_code == 404
+    assert client.get(f"/v1/files/{meta['id']}", headers=auth).status_code == 404
 
 
 def test_uploads_have_their_own_size_limit(
@@ -194,7 +200,8 @@ def test_files_are_private_to_their_client(
     other = make_token("globex")
     assert client.get(meta["url"], headers=other).status_code == 404
     assert client.get(f"/v1/training_runs/{run}/files", headers=other).status_code == 404
-    assert client.delete(meta["url"], headers=other).status_code == 404
+    assert client.get(f"/v1/files/{meta['id']}", headers=other).status_code == 404
+    assert client.delete(f"/v1/files/{meta['id']}", headers=other).status_code == 404
     upload = client.post(
         f"/v1/training_runs/{run}/files?name=b.png",
         data=png(),

@@ -177,3 +177,128 @@ def test_field_names_appear_in_messages(client: FlaskClient, auth: dict[str, str
         "parallel_bandwidth"
         in client.post("/v1/experiments", json=body, headers=auth).json["message"]
     )
+
+
+#: A valid body per documented operation (``{}`` for the others): the walk below mutates it.
+SEEDS: dict[tuple[str, str], Any] = {
+    ("post", "/v1/clients/{client}/projects"): {"id": "fuzz", "name": "n", "metadata": {"a": 1}},
+    ("post", "/v1/clients/{client}/projects/{project}/aiexperiments"): {
+        **{k: v for k, v in MULTITASK.items() if k != "observation_budget"},
+        "budget": 5,
+    },
+    ("post", "/v1/clients/{client}/projects/{project}/training_runs"): {
+        "name": "r",
+        "state": "running",
+        "assignments": {"x": 1},
+        "values": {"acc": {"value": 1, "value_stddev": 0.1}},
+        "logs": {"stdout": {"content": "x"}},
+        "metadata": {"k": "v"},
+    },
+    ("post", "/v1/clients/{client}/projects/{project}/training_runs/batch"): {
+        "runs": [{"name": "r", "values": {"acc": {"value": 1}}}],
+        "fields": "id",
+    },
+    ("patch", "/v1/training_runs/{run_id}"): {
+        "values": {"accuracy": {"value": 1}},
+        "metadata": {"k": 1},
+        "model": {"type": "m"},
+        "datasets": {"d": {}},
+        "source_code": {"content": "c", "hash": "h"},
+    },
+    ("put", "/v1/training_runs/{run_id}"): {"name": "n", "metadata": {"k": 1}, "deleted": False},
+    ("post", "/v1/training_runs/{run_id}/checkpoints"): {"values": [{"name": "a", "value": 1}]},
+    ("post", "/v1/aiexperiments/{experiment_id}/training_runs"): {"name": "n", "metadata": None},
+    ("put", "/v1/aiexperiments/{experiment_id}"): {"name": "n", "budget": 9, "state": "active"},
+}
+
+
+def _properties(doc: dict[str, Any], operation: dict[str, Any]) -> list[str]:
+    content = operation["requestBody"]["content"]
+    if "application/json" not in content:
+        return []
+    ref = content["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    return list(doc["components"]["schemas"][ref].get("properties", {}))
+
+
+def test_every_documented_body_and_query_is_fuzzed(
+    client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any]
+) -> None:
+    """Walk the OpenAPI document: every operation that takes a body or a query gets malformed
+    ones, and the AI module's objects survive them."""
+    eid = experiment["id"]
+    me = client.get("/v1/tokens/self", headers=auth).json["client"]
+    project = f"/v1/clients/{me}/projects"
+    client.post(project, json={"id": "proj"}, headers=auth)
+    ai = client.post(
+        f"{project}/proj/aiexperiments",
+        json=SEEDS[("post", "/v1/clients/{client}/projects/{project}/aiexperiments")],
+        headers=auth,
+    ).json
+    run = client.post(f"/v1/aiexperiments/{ai['id']}/training_runs", json={}, headers=auth).json
+    s = client.post(f"/v1/experiments/{eid}/suggestions", headers=auth).json
+    observation = client.post(
+        f"/v1/experiments/{eid}/observations",
+        json={"suggestion": s["id"], "values": [{"name": "accuracy", "value": 1}]},
+        headers=auth,
+    ).json
+    queued = client.post(
+        f"/v1/experiments/{eid}/queued_suggestions",
+        json={"assignments": s["assignments"], "task": "short"},
+        headers=auth,
+    ).json
+    values = {
+        "experiment_id": eid,
+        "suggestion_id": s["id"],
+        "observation_id": observation["id"],
+        "queued_id": queued["id"],
+        "run_id": run["id"],
+        "file_id": "999999",
+        "client": me,
+        "project": "proj",
+    }
+    doc = client.get("/v1/openapi.json", headers=auth).json
+    rng = random.Random(1)
+    sent = 0
+    for template, item in doc["paths"].items():
+        path = template
+        for name, value in values.items():
+            if template.startswith("/v1/aiexperiments") and name == "experiment_id":
+                value = ai["id"]
+            path = path.replace("{" + name + "}", value)
+        assert "{" not in path, template
+        for method, operation in item.items():
+            if method == "delete":
+                continue  # deleting the objects under test would end the walk early
+            queries = [p["name"] for p in operation["parameters"] if p["in"] == "query"]
+            for name in queries:
+                for weird in rng.sample(WEIRD_VALUES, 6):
+                    query = {name: weird if isinstance(weird, str) else json.dumps(weird)}
+                    response = client.open(path, method=method, query_string=query, headers=auth)
+                    _check(response, f"{method} {template} ?{name}={weird!r:.20}")
+                    sent += 1
+            if "requestBody" not in operation:
+                continue
+            seed = SEEDS.get((method, template), {})
+            mutated = [m for _, m in _mutations(seed)]
+            for prop in _properties(doc, operation):
+                mutated += [{**seed, prop: weird} for weird in WEIRD_VALUES]
+            for body in rng.sample(mutated, min(len(mutated), 40)):
+                response = client.open(path, method=method, json=body, headers=auth)
+                _check(response, f"{method} {template} {json.dumps(body)[:80]}")
+                sent += 1
+            for raw in RAW_BODIES[:6]:
+                response = client.open(
+                    path,
+                    method=method,
+                    data=raw,
+                    headers={**auth, "Content-Type": "application/json"},
+                )
+                _check(response, f"{method} {template} raw {raw[:20]!r}")
+                sent += 1
+    assert sent > 500
+    # Valid mutations may rename or re-budget; nothing is lost.
+    kept = client.get(f"/v1/aiexperiments/{ai['id']}", headers=auth).json
+    assert kept["parameters"] == ai["parameters"] and kept["tasks"] == ai["tasks"]
+    after = client.get(f"/v1/training_runs/{run['id']}", headers=auth).json
+    assert after["assignments"] == run["assignments"] and after["experiment"] == ai["id"]
+    assert client.get(f"{project}/proj", headers=auth).status_code == 200

@@ -13,6 +13,7 @@ from services.api import serialize
 from services.api.models import Experiment
 from services.api.models import Suggestion
 from services.api.models import TrainingRun
+from services.api.schemas.training_runs import ACTIVE
 from shared.states import RESULT_RUN_STATES
 from shared.states import ExperimentState
 from shared.states import RunState
@@ -50,7 +51,12 @@ def test_the_document_allows_exactly_the_shared_states(
         *ExperimentState,
         None,
     }
-    assert _allowed(doc, schemas["TrainingRunUpdate"]["properties"]["state"]) == {*RunState, None}
+    # SigOpt's ``active`` (a run in progress) is the one alias a client may send.
+    assert _allowed(doc, schemas["TrainingRunUpdate"]["properties"]["state"]) == {
+        *RunState,
+        ACTIVE,
+        None,
+    }
     assert _allowed(doc, schemas["TrainingRunResult"]["properties"]["state"]) == RESULT_RUN_STATES
     assert _query_state(doc, "/v1/experiments", "get") == {*ExperimentState, StateFilter.ALL}
     assert _query_state(doc, suggestions, "get") == {*SuggestionState, StateFilter.ALL}
@@ -124,7 +130,7 @@ def test_json_is_the_same_for_a_state_read_as_text_or_set_as_an_enum(app: Flask)
         s = suggestion(suggestion_state)
         objects = [
             serialize.experiment(e, None),
-            serialize.training_run(run(run_state), s, None, e),
+            serialize.training_run(run(run_state), serialize.RunRelations({2: s}, {1: e}, {}, {})),
             serialize.suggestion(s, e.definition),
         ]
         with app.app_context():

@@ -65,7 +65,7 @@ def curves(session: Session, runs: list[TrainingRun]) -> list[dict[str, Any]]:
                 }
             )
     wanted = {r.suggestion_id for r in runs}
-    suggestions = (
+    suggestions: dict[int | None, Suggestion] = (
         {s.id: s for s in session.scalars(select(Suggestion).where(Suggestion.id.in_(wanted)))}
         if wanted
         else {}

@@ -31,7 +31,7 @@ def sign_in(token: str) -> Principal | None:
     if not token or len(token) > 500:
         return None
     principal = principal_of(digest(token))
-    if principal is None:
+    if principal is None or principal.is_run_scoped:  # a run's token is for its run only
         return None
     session.clear()
     session.permanent = True
@@ -49,6 +49,8 @@ def session_principal() -> Principal | None:
     if "dashboard_principal" not in g:
         token_digest = session.get(_KEY)
         found = principal_of(token_digest) if isinstance(token_digest, str) else None
+        if found is not None and found.is_run_scoped:
+            found = None
         g.dashboard_principal = found
         if g.dashboard_principal is None and token_digest is not None:
             session.clear()

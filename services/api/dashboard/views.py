@@ -39,6 +39,7 @@ from services.api.schemas.experiments import ExperimentListQuery
 from services.api.store import artifacts
 from services.api.store import experiments
 from services.api.store import training_runs
+from services.api.store import workers
 from services.api.store.results import observation_stats_many
 from shared.states import ExperimentState
 from shared.states import StateFilter
@@ -214,6 +215,7 @@ def experiment_page(experiment_id: int) -> str:
         s=info,
         d=experiment.definition,
         full_cost=data.spec.full_cost_task,
+        objective_status=workers.status_json(experiment.definition),
     )
 
 
@@ -235,6 +237,7 @@ def run_page(run_id: int) -> str:
         observation=observation,
         files=files,
         image_types=artifacts.IMAGE_TYPES,
+        preview_types=artifacts.PREVIEW_TYPES,
         log_tail="\n".join(logs[-LOG_TAIL_LINES:]),
         log_lines=len(logs),
         lease_s=current_app.config["SETTINGS"].run_lease_s,
@@ -260,7 +263,9 @@ def compare() -> str:
                 "name": r.name or f"run {r.id}",
                 "experiment": e,
                 "state": r.state,
-                "suggestion": suggestions.get(r.suggestion_id),
+                "suggestion": (
+                    None if r.suggestion_id is None else suggestions.get(r.suggestion_id)
+                ),
             }
             for r, e in runs
         ]

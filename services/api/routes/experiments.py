@@ -22,6 +22,7 @@ from services.api.schemas.experiments import ExperimentListQuery
 from services.api.schemas.experiments import ExperimentUpdate
 from services.api.store import experiments as store
 from services.api.store import results
+from services.api.store import workers
 
 bp = ApiBlueprint("experiments", __name__, url_prefix="/v1")
 bp.before_request(require_token)
@@ -34,7 +35,9 @@ def experiment_json(session: Session, experiment: Experiment) -> dict[str, Any]:
     for key in ("first_observation", "last_observation", "best_observation"):
         if progress[key] is not None:
             progress[key] = serialize.observation(progress[key], d)
-    return serialize.experiment(experiment, {"object": "progress", **progress})
+    body = serialize.experiment(experiment, {"object": "progress", **progress})
+    body["objective_status"] = workers.status_json(d)
+    return body
 
 
 @bp.operation(

@@ -1,4 +1,5 @@
-"""Query string of a file upload (the body is the file itself, raw or multipart)."""
+"""Requests about files: the query string of a direct upload (the body is the file itself, raw
+or multipart), the sigopt client's JSON declaration of a file, and listing."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pydantic import StringConstraints
 
 from services.api.schemas.common import LaxModel
 from services.api.schemas.common import PageQuery
+from services.api.schemas.common import StrictModel
 
 FileName = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
@@ -20,6 +22,19 @@ class ArtifactUploadQuery(LaxModel):
     name: FileName | None = None
     content_type: Annotated[str, Field(min_length=1, max_length=100)] | None = None
     attempt: Annotated[int, Field(ge=1)] | None = None
+
+
+class FileCreate(StrictModel):
+    """What the sigopt client declares before it uploads a file (``run.log_image``): the
+    answer carries the signed URL to ``PUT`` exactly these bytes to. One of ``name`` and
+    ``filename`` is required; ``filename`` may be a path (only its base name is kept)."""
+
+    content_length: Annotated[int, Field(ge=0)]
+    #: Base64 of the MD5 digest of the content.
+    content_md5: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    content_type: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    name: FileName | None = None
+    filename: Annotated[str, StringConstraints(min_length=1, max_length=1000)] | None = None
 
 
 class ArtifactListQuery(PageQuery):

@@ -23,7 +23,6 @@ from services.api.schemas.common import Number
 from services.api.schemas.common import PageQuery
 from services.api.schemas.common import StrictModel
 from shared.design import random_unit
-from shared.names import OBJECTIVE_NAMES
 from shared.space import ExperimentSpec
 from shared.states import ExperimentState
 from shared.states import StateFilter
@@ -109,7 +108,14 @@ class Objective(StrictModel):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
-class ExperimentCreate(StrictModel):
+#: A budget in cost units (a run or observation of task cost c consumes c).
+Budget = Annotated[float, Field(gt=0, le=1e7, allow_inf_nan=False)]
+
+
+class ExperimentFields(StrictModel):
+    """What an experiment and an AI experiment are created with, but their budget (an AI
+    experiment calls it ``budget``) and project (an AI experiment's is in its path)."""
+
     name: Name
     type: Literal["offline", "random", "grid"] = "offline"
     parameters: Annotated[list[Parameter], Field(min_length=1, max_length=MAX_PARAMETERS)]
@@ -117,26 +123,32 @@ class ExperimentCreate(StrictModel):
     conditionals: list[Conditional] | None = None
     linear_constraints: Annotated[list[LinearConstraint], Field(max_length=50)] | None = None
     tasks: Annotated[list[Task], Field(max_length=20)] | None = None
-    observation_budget: Annotated[float, Field(gt=0, le=1e7, allow_inf_nan=False)] | None = None
     parallel_bandwidth: Annotated[int, Field(ge=1, le=1000)] = 1
     num_solutions: Literal[1] = 1
     metadata: Metadata = None
-    project: Name | None = None
     objective: Objective | None = None
 
 
-class ExperimentUpdate(StrictModel):
-    """Fields that may change after creation (SigOpt's mutable set, plus run state)."""
+class ExperimentCreate(ExperimentFields):
+    observation_budget: Budget | None = None
+    project: Name | None = None
+
+
+class ExperimentUpdateFields(StrictModel):
+    """What may change after creation (SigOpt's mutable set, plus run state), but the budget."""
 
     name: Name | None = None
     #: Sent as text; validated laxly so that a strict model accepts the wire string.
     state: Annotated[ExperimentState, Field(strict=False)] | None = None
-    observation_budget: Annotated[float, Field(gt=0, le=1e7, allow_inf_nan=False)] | None = None
     parallel_bandwidth: Annotated[int, Field(ge=1, le=1000)] | None = None
     metadata: Metadata = None
     parameters: list[Parameter] | None = None
     metrics: list[Name | Metric] | None = None
     no_optimize: bool | None = None
+
+
+class ExperimentUpdate(ExperimentUpdateFields):
+    observation_budget: Budget | None = None
     project: Name | None = None
 
 
@@ -182,8 +194,11 @@ def normalized_parameter(parameter: Parameter) -> dict[str, Any]:
     return data
 
 
-def definition_from_create(body: ExperimentCreate) -> dict[str, Any]:
-    """The stored definition; raises `ApiError` when a cross-field rule is broken."""
+def definition_from_create(
+    body: ExperimentCreate, budget_field: str = "observation_budget"
+) -> dict[str, Any]:
+    """The stored definition; raises `ApiError` when a cross-field rule is broken. Errors about
+    the budget name ``budget_field`` (an AI experiment calls it ``budget``)."""
     definition: dict[str, Any] = {
         "type": body.type,
         "parameters": [normalized_parameter(p) for p in body.parameters],
@@ -199,13 +214,17 @@ def definition_from_create(body: ExperimentCreate) -> dict[str, Any]:
         definition["objective"] = body.objective.model_dump()
     if body.project is not None:
         definition["project"] = body.project
-    check_definition(body, definition)
+    check_definition(body, definition, budget_field)
     return definition
 
 
-def check_definition(body: ExperimentCreate, definition: dict[str, Any]) -> None:
+def check_definition(
+    body: ExperimentCreate,
+    definition: dict[str, Any],
+    budget_field: str = "observation_budget",
+) -> None:
     _check_parameters(body.parameters, body.conditionals or [])
-    _check_metrics(definition["metrics"], body)
+    _check_metrics(definition["metrics"], body, budget_field)
     _check_tasks(body)
     _check_linear_constraints(body)
     if body.type == "grid":
@@ -218,13 +237,9 @@ def check_definition(body: ExperimentCreate, definition: dict[str, Any]) -> None
         if body.tasks:
             raise invalid("tasks", "tasks are not allowed in a grid experiment")
     if body.objective is not None:
-        if body.objective.name not in OBJECTIVE_NAMES:
-            raise invalid(
-                "objective.name",
-                f"unknown objective {body.objective.name!r}; registered: {list(OBJECTIVE_NAMES)}",
-            )
+        # Whether a worker provides the objective is `services.api.store.workers`' rule.
         if body.observation_budget is None:
-            raise invalid("observation_budget", "is required for a managed experiment (objective)")
+            raise invalid(budget_field, "is required for a managed experiment (objective)")
     if body.linear_constraints:
         spec = ExperimentSpec.from_json(definition)
         try:
@@ -343,7 +358,9 @@ def _check_default(p: Parameter, field: str) -> None:
         raise invalid(f"{field}.default_value", "must lie within the bounds")
 
 
-def _check_metrics(metrics: list[dict[str, Any]], body: ExperimentCreate) -> None:
+def _check_metrics(
+    metrics: list[dict[str, Any]], body: ExperimentCreate, budget_field: str
+) -> None:
     names = [m["name"] for m in metrics]
     if len(set(names)) != len(names):
         raise invalid("metrics", "metric names must be distinct")
@@ -369,8 +386,7 @@ def _check_metrics(metrics: list[dict[str, Any]], body: ExperimentCreate) -> Non
     needs_budget = len(optimized) > 1 or constraints or body.tasks
     if needs_budget and body.observation_budget is None:
         raise invalid(
-            "observation_budget",
-            "is required with tasks, constraint metrics or two optimized metrics",
+            budget_field, "is required with tasks, constraint metrics or two optimized metrics"
         )
 
 

@@ -11,13 +11,16 @@ from sqlalchemy.orm import Session
 from services.api import outbox
 from services.api.auth import Principal
 from services.api.errors import ApiError
+from services.api.errors import invalid
 from services.api.errors import not_found
 from services.api.models import Experiment
+from services.api.models import Project
 from services.api.schemas.experiments import ExperimentCreate
 from services.api.schemas.experiments import ExperimentListQuery
 from services.api.schemas.experiments import ExperimentUpdate
 from services.api.schemas.experiments import apply_update
 from services.api.schemas.experiments import definition_from_create
+from services.api.store import workers
 from services.api.store.paging import fetch_page
 from shared.messages import EventType
 from shared.space import ExperimentSpec
@@ -60,13 +63,26 @@ def spec(experiment: Experiment) -> ExperimentSpec:
     return ExperimentSpec.from_json(experiment.definition)
 
 
-def create(session: Session, principal: Principal, body: ExperimentCreate) -> Experiment:
+def create(
+    session: Session,
+    principal: Principal,
+    body: ExperimentCreate,
+    *,
+    project: Project | None = None,
+    budget_field: str = "observation_budget",
+) -> Experiment:
+    """An experiment; with ``project``, an AI experiment of that project (errors about its
+    budget then name ``budget_field``)."""
     if principal.is_service:
         raise ApiError(403, "The service token cannot own experiments; use a client token")
-    definition = definition_from_create(body)
+    definition = definition_from_create(body, budget_field)
+    if body.objective is not None:
+        workers.check_objective(body.objective.name)
     now = time.time()
     experiment = Experiment(
         client_id=principal.client_id,
+        project_id=project.id if project is not None else None,
+        ai=project is not None,
         name=body.name,
         state=ExperimentState.ACTIVE,
         definition=definition,
@@ -85,6 +101,11 @@ def create(session: Session, principal: Principal, body: ExperimentCreate) -> Ex
 
 
 def update(session: Session, experiment: Experiment, body: ExperimentUpdate) -> Experiment:
+    if experiment.project_id is not None and body.project not in (
+        None,
+        experiment.definition.get("project"),
+    ):
+        raise invalid("project", "an AI experiment stays in the project it was created in")
     definition = apply_update(experiment.definition, body)
     if body.name is not None:
         experiment.name = body.name

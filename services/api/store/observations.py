@@ -10,6 +10,7 @@ or the same body for the same suggestion, returns the first observation.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -62,7 +63,7 @@ def _values(spec: ExperimentSpec, body: ObservationCreate, prefix: str) -> list[
     if body.value_stddev is not None:
         raise invalid(f"{prefix}value_stddev", "goes inside each entry of values")
     names = {m.name for m in spec.metrics}
-    out = []
+    out: list[dict[str, Any]] = []
     for i, v in enumerate(body.values or ()):
         name = (
             v.name
@@ -72,13 +73,20 @@ def _values(spec: ExperimentSpec, body: ObservationCreate, prefix: str) -> list[
         if name not in names:
             raise invalid(f"{prefix}values[{i}].name", f"unknown metric {v.name!r}")
         out.append({"name": name, "value": v.value, "value_stddev": v.value_stddev})
-    given = [v["name"] for v in out]
+    given: list[str] = [v["name"] for v in out]
     if len(set(given)) != len(given):
         raise invalid(f"{prefix}values", "each metric may appear once")
-    missing = [m.name for m in spec.metrics if m.strategy != "store" and m.name not in given]
+    missing = missing_metrics(spec, given)
     if missing:
         raise invalid(f"{prefix}values", f"missing metric(s) {missing}")
     return out
+
+
+def missing_metrics(spec: ExperimentSpec, reported: Iterable[str]) -> list[str]:
+    """The metrics a successful observation must report (optimized and constraint ones) that
+    are not among ``reported``."""
+    names = set(reported)
+    return [m.name for m in spec.metrics if m.strategy != "store" and m.name not in names]
 
 
 def _point(
@@ -280,6 +288,31 @@ def _release(session: Session, observation: Observation) -> None:
             .where(Suggestion.id == observation.suggestion_id)
             .values(state=SuggestionState.OPEN, updated=time.time())
         )
+
+
+def hide(observation: Observation) -> None:
+    """Take the observation of an archived training run out of the history (not committed);
+    its suggestion stays closed, so the point is not served again."""
+    observation.deleted = True
+    observation.exclusive_suggestion_id = None
+    observation.updated = time.time()
+
+
+def unhide(observation: Observation) -> None:
+    """Undo `hide` when the run is unarchived (not committed); a concurrent live observation of
+    the same suggestion makes the commit fail on the unique column."""
+    observation.deleted = False
+    observation.exclusive_suggestion_id = observation.suggestion_id
+    observation.updated = time.time()
+
+
+def mark_failed(session: Session, experiment: Experiment, observation: Observation) -> None:
+    """A completed training run failed after all (failed outranks completed): so does its
+    observation (not committed)."""
+    observation.values = []
+    observation.failed = True
+    observation.updated = time.time()
+    outbox.record(session, EventType.OBSERVATION_UPDATED, experiment)
 
 
 def delete(session: Session, experiment: Experiment, observation: Observation) -> None:

@@ -20,7 +20,7 @@ T = TypeVar("T")
 def _marker(value: str | None, field: str) -> int | None:
     if value is None or value == "":
         return None
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise invalid(field, "is not a paging marker returned by this API")
     return int(value)
 

@@ -436,6 +436,17 @@ def delete(session: Session, experiment: Experiment, suggestion: Suggestion) -> 
     session.commit()
 
 
+def withdraw(session: Session, experiment: Experiment, suggestion_id: int) -> None:
+    """Soft-delete a suggestion that was served for nothing (not committed)."""
+    session.execute(
+        update(Suggestion)
+        .where(Suggestion.id == suggestion_id)
+        .values(deleted=True, updated=time.time())
+        .execution_options(synchronize_session=False)
+    )
+    outbox.record(session, EventType.SUGGESTION_DELETED, experiment)
+
+
 def delete_all(session: Session, experiment: Experiment, only_open: bool) -> int:
     stmt = (
         update(Suggestion)

@@ -1,0 +1,121 @@
+"""Which objectives the live workers provide, from their adverts in Redis.
+
+Each live worker keeps a `shared.messages.WorkerAdvert` at `shared.names.worker_key` with a TTL,
+so the keys under `WORKER_KEY_PREFIX` are the live workers. `check_objective` is the one rule
+for an experiment that names an objective:
+
+* a built-in objective (`OBJECTIVE_NAMES`, which every worker provides) is always available;
+* another one is refused (400 naming ``objective.name``) when workers are live and none of them
+  provides it;
+* with no live worker, or Redis not answering, the experiment is accepted and waits, and
+  `objective_status` (shown in its JSON and on its page) says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from flask import current_app
+from flask import g
+
+from services.api.errors import invalid
+from shared.messages import MessageError
+from shared.messages import WorkerAdvert
+from shared.names import OBJECTIVE_NAMES
+from shared.names import WORKER_KEY_PREFIX
+
+log = logging.getLogger(__name__)
+
+#: Keys fetched per SCAN round trip.
+_SCAN_COUNT = 500
+
+
+@dataclass(frozen=True)
+class ObjectiveStatus:
+    """Whether a worker can train the objective now: True, False (no live worker provides
+    it), or None (unknown: Redis did not answer); ``reason`` says why when not True."""
+
+    available: bool | None
+    reason: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"object": "objective_status", "available": self.available, "reason": self.reason}
+
+
+def live_adverts(client: redis.Redis) -> list[WorkerAdvert]:
+    """The adverts of the live workers (raises `redis.RedisError` when Redis fails). An
+    unreadable advert is skipped: a worker of another version must not block experiments."""
+    keys = sorted(client.scan_iter(match=f"{WORKER_KEY_PREFIX}*", count=_SCAN_COUNT))
+    adverts = []
+    for key, value in zip(keys, client.mget(keys) if keys else [], strict=True):
+        if value is None:  # expired between SCAN and MGET
+            continue
+        try:
+            adverts.append(WorkerAdvert.from_json(value))
+        except MessageError as exc:
+            log.warning("ignoring the unreadable worker advert %r: %s", key, exc)
+    return adverts
+
+
+def _adverts() -> list[WorkerAdvert] | None:
+    """`live_adverts` of the app's Redis, read once per request; None when Redis fails."""
+    if "worker_adverts" not in g:
+        try:
+            g.worker_adverts = live_adverts(current_app.extensions["redis"])
+        except (redis.RedisError, OSError) as exc:
+            log.warning("cannot read the worker adverts: %s", exc)
+            g.worker_adverts = None
+    adverts: list[WorkerAdvert] | None = g.worker_adverts
+    return adverts
+
+
+def _providers(name: str, adverts: list[WorkerAdvert]) -> list[str]:
+    return sorted(a.name for a in adverts if name in a.objectives)
+
+
+def objective_status(name: str) -> ObjectiveStatus:
+    """Can a live worker train objective ``name`` now (see the module's rule)?"""
+    if name in OBJECTIVE_NAMES:
+        return ObjectiveStatus(True)
+    adverts = _adverts()
+    if adverts is None:
+        return ObjectiveStatus(
+            None,
+            f"unknown whether a worker provides objective {name!r}: the worker adverts "
+            "could not be read from Redis; runs wait for a worker that provides it",
+        )
+    if not adverts:
+        return ObjectiveStatus(
+            False,
+            f"no live worker provides objective {name!r} (no worker is running); "
+            "runs wait until one that provides it starts",
+        )
+    if _providers(name, adverts):
+        return ObjectiveStatus(True)
+    return ObjectiveStatus(False, f"no live worker provides objective {name!r}")
+
+
+def check_objective(name: str) -> ObjectiveStatus:
+    """`objective_status`, or 400 naming ``objective.name`` when workers are live and none of
+    them provides ``name``."""
+    status = objective_status(name)
+    adverts = _adverts() if status.available is False else None
+    if adverts:
+        offered = sorted({o for a in adverts for o in a.objectives} | set(OBJECTIVE_NAMES))
+        raise invalid(
+            "objective.name",
+            f"no live worker provides objective {name!r}; the live workers provide: "
+            f"{', '.join(offered)}",
+        )
+    return status
+
+
+def status_json(definition: dict[str, Any]) -> dict[str, Any] | None:
+    """An experiment's ``objective_status`` (None without a managed objective)."""
+    objective = definition.get("objective")
+    if not objective:
+        return None
+    return objective_status(str(objective["name"])).as_json()
