@@ -1,7 +1,8 @@
 """A small HTTP client of the multitune API, used by the suggester, the workers and the CLI.
 
-Transient failures (connection errors, 5xx, 429) are retried with exponential backoff; a 4xx is
-raised at once as `ApiRequestError` carrying the server's message.
+Transient failures (connection errors, 5xx, 429) are retried with exponential backoff, waiting
+at least what a ``Retry-After`` header asks (the API sends one with 503 while its database is
+away, and with 429); a 4xx is raised at once as `ApiRequestError` carrying the server's message.
 """
 
 from __future__ import annotations
@@ -12,12 +13,25 @@ from typing import Any
 
 import requests
 
+#: The longest wait between two tries, whatever ``Retry-After`` says.
+MAX_RETRY_WAIT_S = 30.0
+
 
 class ApiRequestError(RuntimeError):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
         self.message = message
+
+
+def retry_after_s(response: requests.Response) -> float | None:
+    """The wait a ``Retry-After`` header asks for, in seconds (its delay-seconds form)."""
+    value = response.headers.get("Retry-After", "").strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
 
 
 class ApiClient:
@@ -44,6 +58,7 @@ class ApiClient:
         deadline = time.monotonic() + self.retry_for_s
         delay = 0.1
         while True:
+            wait = delay
             try:
                 response = self._session.request(
                     method, url, json=json, params=params, headers=headers, timeout=self.timeout_s
@@ -63,7 +78,10 @@ class ApiClient:
                     except ValueError:
                         message = response.text
                     raise ApiRequestError(response.status_code, message)
-            time.sleep(delay)
+                asked = retry_after_s(response)
+                if asked is not None:
+                    wait = min(max(asked, delay), MAX_RETRY_WAIT_S)
+            time.sleep(wait)
             delay = min(delay * 2, 2.0)
 
     def get(self, path: str, **params: Any) -> Any:

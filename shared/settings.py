@@ -35,6 +35,23 @@ class Settings:
     secret_key: str | None = None
     #: Largest file a training run may upload (artifacts); larger uploads get 413.
     max_artifact_bytes: int = 50 * 1024 * 1024
+    #: Where the API keeps run files and checkpoint archives: empty for the data dir, or
+    #: ``s3://bucket/prefix`` for an S3-compatible object store (credentials from the usual
+    #: AWS environment variables). See docs/checkpoints.md.
+    file_store: str = ""
+    #: The S3 endpoint of ``file_store`` (MinIO, Ceph, ...); None for AWS's own.
+    s3_endpoint_url: str | None = None
+    #: Largest checkpoint archive a run may upload; larger uploads get 413.
+    max_checkpoint_bytes: int = 64 * 1024**3
+
+    #: Requests a second one API token may send (a token bucket shared by every API process,
+    #: in Redis); 0 turns the limit off. The service token is never limited.
+    rate_limit: float = 0.0
+    #: Requests a token may send at once before `rate_limit` applies.
+    rate_limit_burst: int = 100
+    #: Failed dashboard sign-ins a minute allowed per client address and per token; then 429.
+    #: 0 turns the throttle off.
+    signin_failures: int = 5
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -61,6 +78,12 @@ class Settings:
             log_level=get("log_level", "INFO"),
             secret_key=get("secret_key", "") or None,
             max_artifact_bytes=int(get("max_artifact_bytes", str(50 * 1024 * 1024))),
+            file_store=get("file_store", "").strip(),
+            s3_endpoint_url=get("s3_endpoint_url", "") or None,
+            max_checkpoint_bytes=int(get("max_checkpoint_bytes", str(64 * 1024**3))),
+            rate_limit=float(get("rate_limit", "0")),
+            rate_limit_burst=int(get("rate_limit_burst", "100")),
+            signin_failures=int(get("signin_failures", "5")),
         )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known

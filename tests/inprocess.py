@@ -21,12 +21,15 @@ from typing import Any
 
 import redis
 from flask import Flask
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 from werkzeug.serving import WSGIRequestHandler
 from werkzeug.serving import make_server
 
 from services.api import create_app
 from services.api.auth import create_token
 from services.api.db import get_session
+from services.api.models import Base
 from shared.api_client import ApiClient
 from shared.messages import TrainRequest
 from shared.names import TRAIN_QUEUE_PREFIX
@@ -104,6 +107,15 @@ def serve_api(data_dir: Path, redis_url: str, **settings: Any) -> Iterator[InPro
         thread.join(timeout=5)
         app.extensions["redis"].close()
         app.extensions["db_engine"].dispose()
+
+
+def empty_database(session: Session) -> None:
+    """Empty every table of a shared PostgreSQL test database, ids restarting at 1 (a SQLite
+    database is a fresh file per test)."""
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        session.commit()
 
 
 #: A managed multitask experiment on BoTorch's AugmentedBranin whose runs train in milliseconds

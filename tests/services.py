@@ -143,6 +143,96 @@ def private_redis() -> Iterator[str]:
         server.close()
 
 
+def _postgres_bin_dir() -> Path:
+    """The directory of PostgreSQL's server programs (initdb, pg_ctl): on the PATH, else
+    Debian's versioned ``/usr/lib/postgresql/<version>/bin`` (the newest)."""
+    on_path = shutil.which("pg_ctl")
+    if on_path:
+        return Path(on_path).parent
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    if not candidates:
+        raise RuntimeError("no PostgreSQL server programs (initdb, pg_ctl) on this machine")
+    return candidates[-1].parent
+
+
+class PostgresServer:
+    """A private PostgreSQL cluster in a temporary directory, on a port of its own, which a
+    test can stop and start again (a database restart) without touching the shared server.
+    Run as root, its programs run as the ``postgres`` user (initdb refuses root). Durability
+    settings are off: a throw-away cluster needs speed, not crash safety."""
+
+    def __init__(self) -> None:
+        self.bin = _postgres_bin_dir()
+        self.port = free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="multitune-pg-"))
+        self.data = self.directory / "data"
+        self._as_owner: list[str] = []
+        if os.geteuid() == 0:
+            self._as_owner = ["runuser", "-u", "postgres", "--"]
+            shutil.chown(self.directory, "postgres")
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        #: The ``postgres`` database as SQLAlchemy URL; `create_database` makes others.
+        self.admin_url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, program: str, *args: str) -> None:
+        subprocess.run(
+            [*self._as_owner, str(self.bin / program), *args],
+            check=True,
+            capture_output=True,
+            cwd=self.directory,
+            timeout=120,
+        )
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+            "-c max_connections=200"
+        )
+        log = str(self.directory / "postgres.log")
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """``fast`` ends every session (the clients see their connections close);
+        ``immediate`` is a crash."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def answers(self) -> bool:
+        try:
+            with psycopg.connect(self.admin_url, connect_timeout=2):
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    def create_database(self, name: str = "multitune") -> str:
+        """A new database; returns its SQLAlchemy URL (psycopg driver)."""
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
+
+    def close(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            try:
+                self.stop("immediate")
+            except subprocess.CalledProcessError:
+                pass
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextmanager
+def private_postgres() -> Iterator[PostgresServer]:
+    """A started private PostgreSQL cluster (`PostgresServer`), removed afterwards."""
+    server = PostgresServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
 @contextmanager
 def postgres_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped afterwards."""
@@ -208,6 +298,10 @@ class Processes:
         process = self.running[name]
         os.killpg(process.pid, sig)
         process.wait(30)
+
+    def send(self, name: str, sig: int) -> None:
+        """Signal a service's whole process group (e.g. SIGSTOP, SIGCONT) without waiting."""
+        os.killpg(self.running[name].pid, sig)
 
     def stop_all(self) -> None:
         for process in self.running.values():

@@ -10,21 +10,32 @@ from flask import Flask
 from flask import Response
 from flask import request
 from werkzeug.routing import BaseConverter
-from werkzeug.routing import ValidationError
 
 from shared.settings import Settings
 
 
-class IdConverter(BaseConverter):
-    """A positive 32-bit id in a path; anything else is simply not found."""
+def decimal_at_most(limit: int) -> str:
+    """A regular expression of the decimal numbers 1 to ``limit`` (no leading zeros)."""
+    digits = str(limit)
+    parts = [f"[1-9][0-9]{{0,{len(digits) - 2}}}"] if len(digits) > 1 else []
+    for i, digit in enumerate(digits):
+        low = 1 if i == 0 else 0
+        high = int(digit) if i == len(digits) - 1 else int(digit) - 1
+        if high >= low:
+            rest = len(digits) - i - 1
+            parts.append(f"{digits[:i]}[{low}-{high}]" + (f"[0-9]{{{rest}}}" if rest else ""))
+    return "(?:" + "|".join(parts) + ")"
 
-    regex = r"[1-9][0-9]{0,9}"
+
+class IdConverter(BaseConverter):
+    """A positive 32-bit id in a path; anything else is simply not found. The range is in the
+    regular expression itself: a converter that refused a matched path would make Werkzeug
+    answer 405 when another method's rule has the same path."""
+
+    regex = decimal_at_most(2**31 - 1)
 
     def to_python(self, value: str) -> int:
-        number = int(value)
-        if number > 2**31 - 1:
-            raise ValidationError()
-        return number
+        return int(value)
 
     def to_url(self, value: int) -> str:
         return str(value)

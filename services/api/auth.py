@@ -8,6 +8,13 @@ A run-scoped token (``mtr_``, minted by the service for a script objective's chi
 for one attempt of one training run: `check_run_scope`, run by `require_token` before every v1
 route, is the one place that confines it to `RUN_TOKEN_CALLS` on its own run, and `principal_of`
 stops accepting it (401) once the run has a later attempt or has finished.
+
+Each process caches the answer for a client token a few seconds. A revocation
+(`revoke_tokens`, ``multitune token revoke``) bumps `TOKEN_GENERATION_KEY` in Redis, which every
+request reads: a process that sees it change drops its cache, so a revoked token gets 401 at once
+everywhere. While Redis cannot be read, tokens are checked in the database on every request.
+
+`require_token` also applies the per-token request rate (`services.api.ratelimit`).
 """
 
 from __future__ import annotations
@@ -18,7 +25,9 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from dataclasses import field
 
+import redis
 from flask import Flask
 from flask import current_app
 from flask import g
@@ -27,6 +36,7 @@ from sqlalchemy import delete
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services.api import ratelimit
 from services.api.db import get_session
 from services.api.errors import ApiError
 from services.api.errors import not_found
@@ -39,6 +49,8 @@ from shared.states import FINISHED_RUN_STATES
 TOKEN_PREFIX = "mt_"
 RUN_TOKEN_PREFIX = "mtr_"
 _CACHE_SECONDS = 30.0
+#: Redis counter bumped by every revocation; API processes drop their token caches when it moves.
+TOKEN_GENERATION_KEY = "multitune:tokens:generation"
 
 _RUN = "/v1/training_runs/<id:run_id>"
 #: Everything a run-scoped token may call, as (method, URL rule). A ``run_id`` in the path must
@@ -53,6 +65,9 @@ RUN_TOKEN_CALLS = frozenset(
         ("GET", f"{_RUN}/checkpoints"),
         ("POST", f"{_RUN}/checkpoints"),
         ("POST", f"{_RUN}/files"),
+        ("PUT", f"{_RUN}/checkpoint_archive"),
+        ("GET", f"{_RUN}/checkpoint_archive"),
+        ("GET", f"{_RUN}/checkpoint_archive/content"),
         ("GET", "/v1/files/<id:file_id>"),
     }
 )
@@ -163,21 +178,33 @@ def principal_of(token_digest: str) -> Principal | None:
     return Principal(client_id=client_id, name=name, run_id=run_id, attempt=attempt)
 
 
-def _lookup(token: str) -> Principal | None:
-    """`principal_of`, cached for a few seconds per process (tokens are checked per request);
-    run-scoped tokens are checked on every request, so they stop the moment their run ends."""
-    key = digest(token)
-    if token.startswith(RUN_TOKEN_PREFIX):
-        return principal_of(key)
-    cache: dict[str, tuple[float, Principal | None]] = current_app.extensions["token_cache"]
-    hit = cache.get(key)
+@dataclass
+class _TokenCache:
+    """Per process: digest -> (expiry, revocation generation it was read under, principal)."""
+
+    entries: dict[str, tuple[float, bytes | str | None, Principal | None]] = field(
+        default_factory=dict
+    )
+
+
+def _lookup(token_digest: str, run_scoped: bool) -> Principal | None:
+    """`principal_of`, cached for a few seconds per process while no revocation happened
+    (`TOKEN_GENERATION_KEY`); run-scoped tokens are checked on every request, so they stop the
+    moment their run ends, and so is every token while Redis cannot be read."""
+    if run_scoped:
+        return principal_of(token_digest)
+    generation = ratelimit.guarded_redis().call(lambda client: client.get(TOKEN_GENERATION_KEY))
+    if isinstance(generation, ratelimit.Unavailable):
+        return principal_of(token_digest)
+    cache: _TokenCache = current_app.extensions["token_cache"]
+    hit = cache.entries.get(token_digest)
     now = time.monotonic()
-    if hit is not None and hit[0] > now:
-        return hit[1]
-    principal = principal_of(key)
-    if len(cache) > 10_000:
-        cache.clear()
-    cache[key] = (now + _CACHE_SECONDS, principal)
+    if hit is not None and hit[0] > now and hit[1] == generation:
+        return hit[2]
+    principal = principal_of(token_digest)
+    if len(cache.entries) > 10_000:
+        cache.entries.clear()
+    cache.entries[token_digest] = (now + _CACHE_SECONDS, generation, principal)
     return principal
 
 
@@ -193,11 +220,14 @@ def require_token() -> None:
         raise ApiError(
             401, "Missing API token: send it as the HTTP Basic username or a Bearer token"
         )
-    principal = _lookup(token)
+    token_digest = digest(token)
+    principal = _lookup(token_digest, token.startswith(RUN_TOKEN_PREFIX))
     if principal is None:
         raise ApiError(401, "Invalid API token")
     if principal.is_run_scoped:
         check_run_scope(principal)
+    if not principal.is_service:
+        ratelimit.check_request(token_digest)
     g.principal = principal
 
 
@@ -223,6 +253,61 @@ def check_run_scope(principal: Principal) -> None:
             raise not_found("file", args["file_id"])
 
 
+@dataclass(frozen=True)
+class TokenInfo:
+    """A client token as ``multitune token list`` shows it: never the secret, only the last
+    characters of its digest."""
+
+    id: int
+    name: str
+    client: str
+    created: float
+    revoked: bool
+    digest_tail: str
+
+
+def list_tokens(session: Session) -> list[TokenInfo]:
+    """Every client token (not the run-scoped ones), oldest first."""
+    rows = session.execute(
+        select(Token.id, Token.name, Client.name, Token.created, Token.revoked, Token.digest)
+        .join(Client, Client.id == Token.client_id)
+        .where(Token.training_run_id.is_(None))
+        .order_by(Token.id)
+    ).tuples()
+    return [
+        TokenInfo(token_id, name, client, created, revoked, token_digest[-4:])
+        for token_id, name, client, created, revoked, token_digest in rows
+    ]
+
+
+def find_tokens(session: Session, name_or_id: str) -> list[TokenInfo]:
+    """The client tokens named ``name_or_id``, or with that id."""
+    return [
+        t
+        for t in list_tokens(session)
+        if t.name == name_or_id or (name_or_id.isdigit() and t.id == int(name_or_id))
+    ]
+
+
+def revoke_tokens(session: Session, ids: list[int], redis_url: str) -> bool:
+    """Revoke these tokens in the database, then tell every API process (Redis); False when
+    Redis could not be told: processes may then accept the tokens for up to `_CACHE_SECONDS`
+    from their caches."""
+    tokens = session.scalars(select(Token).where(Token.id.in_(ids))).all()
+    for token in tokens:
+        token.revoked = True
+    session.commit()
+    client = redis.Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        client.incr(TOKEN_GENERATION_KEY)
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+    return True
+
+
 def init_app(app: Flask) -> None:
     app.config["SERVICE_TOKEN"] = app.config["SETTINGS"].resolved_service_token()
-    app.extensions["token_cache"] = {}
+    app.extensions["token_cache"] = _TokenCache()
+    ratelimit.init_app(app)

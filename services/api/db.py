@@ -25,6 +25,8 @@ from sqlalchemy.orm import sessionmaker
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 #: Any constant: a PostgreSQL advisory lock taken while migrating, so concurrent starts queue.
 _MIGRATION_LOCK_ID = 7_402_311
+#: Seconds to wait for a PostgreSQL connection before the request fails as unavailable.
+CONNECT_TIMEOUT_S = 5
 
 
 def make_engine(database_url: str) -> Engine:
@@ -45,7 +47,15 @@ def make_engine(database_url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(database_url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # pre_ping replaces connections a database restart closed; a connect timeout keeps a
+    # request from hanging on an unreachable server (it then answers 503, `errors`).
+    return create_engine(
+        database_url,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+    )
 
 
 def migrate(engine: Engine) -> None:

@@ -1,4 +1,8 @@
-"""The one place API errors become JSON: ``{"message": str, "status": int}``, as in SigOpt."""
+"""The one place API errors become JSON: ``{"message": str, "status": int}``, as in SigOpt.
+
+The database being unreachable (restarting, failing over, out of connections) is not a bug of
+the request: it answers 503 with ``Retry-After``, which `shared.api_client` honours, instead of
+a 500, and the request's transaction, never committed, is safe to send again."""
 
 from __future__ import annotations
 
@@ -9,6 +13,12 @@ from flask import Flask
 from flask import Response
 from flask import jsonify
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import InterfaceError
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -16,6 +26,8 @@ log = logging.getLogger(__name__)
 #: How pydantic shows an allowed enum member (``<RunState.FAILED: 'failed'>``); a client sent
 #: and should send its value (``'failed'``).
 _ENUM_MEMBER = re.compile(r"<\w+\.\w+: ('[^']*')>")
+#: Seconds a client is asked to wait before retrying while the database is unavailable.
+DATABASE_RETRY_AFTER_S = 2
 
 
 class ApiError(Exception):
@@ -38,6 +50,23 @@ def not_found(kind: str, object_id: object) -> ApiError:
 
 def error_response(status: int, message: str) -> tuple[Response, int]:
     return jsonify({"message": message, "status": status}), status
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database cannot be reached or cannot serve now (a lost or refused connection, a
+    server shutting down or starting, an exhausted pool, a lock or serialization conflict): the
+    same request may succeed later. PostgreSQL reports all of these as ``OperationalError``
+    (SQLSTATE classes 08, 40, 53, 57, 58), SQLite its busy database too."""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeoutError | DisconnectionError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+def unavailable_response(message: str) -> tuple[Response, int]:
+    """503 with ``Retry-After``: try again shortly."""
+    response, status = error_response(503, message)
+    response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+    return response, status
 
 
 def _allowed_values(expected: str) -> list[str]:
@@ -104,6 +133,14 @@ def init_app(app: Flask) -> None:
         if status == 404:
             return error_response(404, "Not found")
         return error_response(status, exc.description or exc.name)
+
+    @app.errorhandler(SQLAlchemyError)
+    def _database_error(exc: SQLAlchemyError) -> tuple[Response, int]:
+        if not database_unavailable(exc):
+            return _unexpected(exc)
+        # One line, no traceback: an outage makes every request fail the same way.
+        log.warning("database unavailable: %s", str(exc).splitlines()[0] if str(exc) else exc)
+        return unavailable_response("The database is unavailable; retry shortly")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from services.cli import experiments
+from services.cli import health
 from services.cli import launcher
 from services.cli import serve
 from services.cli import tokens
@@ -30,5 +31,11 @@ def main(
     )
 
 
-for command in (*serve.COMMANDS, tokens.token, experiments.experiments, *launcher.COMMANDS):
+for command in (
+    *serve.COMMANDS,
+    tokens.token,
+    experiments.experiments,
+    health.health,
+    *launcher.COMMANDS,
+):
     main.add_command(command)

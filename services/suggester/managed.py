@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,6 +34,19 @@ from shared.states import RunState
 from shared.states import StateFilter
 
 log = logging.getLogger(__name__)
+
+#: The optimizer library is not thread-safe (it seeds torch's global generator and sets warning
+#: filters around a fit): experiments refreshed at once take turns calling `suggest`.
+OPTIMIZER_LOCK = threading.Lock()
+
+
+def sent_key(experiment_id: int) -> str:
+    """Redis hash of the attempts of an experiment's runs sent to the broker (``run:attempt``
+    -> time). A queued attempt missing from it never reached this Redis: the suggester died
+    between creating and sending it, a create retried after a lost response made a second run,
+    or Redis lost its data (queue and hash together). It is sent (again); a second copy of a
+    message is harmless, as only one worker can claim an attempt."""
+    return f"multitune:sent:{experiment_id}"
 
 
 class Managed:
@@ -90,6 +104,8 @@ class Managed:
         left without one by a crash. Returns True if it changed a run."""
         state = history.experiment.state
         acted = False
+        if state is ExperimentState.ACTIVE:  # first: the loop below sends runs of its own
+            self._send_unsent(history, [r for r in runs if r.state is RunState.QUEUED])
         for run in runs:
             if run.state is RunState.PAUSED and state in (
                 ExperimentState.ACTIVE,
@@ -110,16 +126,29 @@ class Managed:
                     acted = True
         return acted
 
+    def _send_unsent(self, history: History, queued: list[TrainingRun]) -> None:
+        """Send the queued attempts that `sent_key` does not list (see there)."""
+        key = sent_key(history.experiment.id)
+        if not queued:
+            self._redis.delete(key)  # what it lists was claimed or ended
+            return
+        marks = self._redis.hmget(key, [f"{r.id}:{r.attempt}" for r in queued])
+        for run, mark in zip(queued, marks, strict=True):
+            if mark is None:
+                log.warning(
+                    "run %s attempt %s is queued but was not sent to the broker; sending it",
+                    run.id,
+                    run.attempt,
+                )
+                self._send(history, run)
+
     def _fill(self, history: History, slots: int, budget_left: float) -> None:
         eid = history.experiment.id
-        result = suggest(
-            history.spec,
-            history.observations,
-            history.pending,
-            slots,
-            seed=eid,
-            state=pools.load_state(self._redis, eid),
-        )
+        state = pools.load_state(self._redis, eid)
+        with OPTIMIZER_LOCK:
+            result = suggest(
+                history.spec, history.observations, history.pending, slots, seed=eid, state=state
+            )
         pools.save_state(self._redis, eid, result.state)
         for candidate in result.candidates:
             if budget_left <= 0:
@@ -162,10 +191,12 @@ class Managed:
                 metric=history.spec.metrics[0].name,
             )
         )
+        self._redis.hset(sent_key(history.experiment.id), f"{run.id}:{run.attempt}", time.time())
 
     def resend_queued(self, history: History) -> None:
-        """After a restart: a queued run may never have reached the broker. A second copy of a
-        message that did is harmless: only one worker can claim an attempt."""
+        """After a restart, or Redis losing its data: a queued run may never have reached the
+        broker, or its message is gone. A second copy of a message that is still there is
+        harmless: only one worker can claim an attempt."""
         for run in api_objects.list_training_runs(
             self._api, history.experiment.id, RunState.QUEUED
         ):

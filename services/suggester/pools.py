@@ -7,6 +7,7 @@ from older data is known to be stale."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Any
 
@@ -50,11 +51,23 @@ def replace(
 
 def is_fresh(client: redis.Redis, experiment_id: int, observation_count: int) -> bool:
     """The pool has entries computed from (at least) ``observation_count`` observations."""
+    return experiment_id in fresh_pools(client, {experiment_id: observation_count})
+
+
+def fresh_pools(client: redis.Redis, observation_counts: Mapping[int, int]) -> set[int]:
+    """Of the experiments of ``observation_counts`` (id -> observations), those whose pool is
+    fresh (`is_fresh`), in one round trip."""
     pipe = client.pipeline(transaction=False)
-    pipe.llen(pool_key(experiment_id))
-    pipe.get(pool_version_key(experiment_id))
-    length, version = pipe.execute()
-    return bool(length) and version is not None and int(version) >= observation_count
+    for experiment_id in observation_counts:
+        pipe.llen(pool_key(experiment_id))
+        pipe.get(pool_version_key(experiment_id))
+    replies = pipe.execute()
+    fresh = set()
+    for i, (experiment_id, count) in enumerate(observation_counts.items()):
+        length, version = replies[2 * i], replies[2 * i + 1]
+        if length and version is not None and int(version) >= count:
+            fresh.add(experiment_id)
+    return fresh
 
 
 def drop(client: redis.Redis, experiment_id: int) -> None:

@@ -4,7 +4,9 @@ Plain functions and classes, called by the thin Celery task (`services.worker.ta
 directly by tests (`tests/worker_tests/test_runner.py`). The worker talks to the API (the only
 writer of the store) over HTTP and publishes results to a Redis stream the suggester consumes.
 Built-in and entry-point objectives train in this process; a script objective's command runs
-as a child (`services.worker.script_runner`).
+as a child (`services.worker.script_runner`). The run's checkpoint directory is a local copy of
+the checkpoint archive the API keeps (`services.worker.checkpoint_sync`): fetched on claim,
+stored at each sync point, so any worker can run the next attempt.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from pathlib import Path
 
 import redis
 
+from services.worker.checkpoint_sync import ArchiveTransport
+from services.worker.checkpoint_sync import AttemptSuperseded
+from services.worker.checkpoint_sync import CheckpointStoreError
+from services.worker.checkpoint_sync import CheckpointSync
 from services.worker.objectives import Catalog
 from services.worker.objectives.scripts import ScriptObjective
 from services.worker.results import failed
@@ -48,7 +54,8 @@ class ApiRunContext:
     """A `RunContext` backed by the API: checkpoints are POSTed, stop requests come back on
     heartbeats (experiment paused/stopped, or this attempt superseded by a newer one). With
     ``lease_s``, an attempt whose last renewed lease is older than that is lost: the run has
-    been or will be retried, so it stops as superseded."""
+    been or will be retried, so it stops as superseded. With ``sync``, each report first stores
+    the checkpoint directory through the API (a sync point)."""
 
     def __init__(
         self,
@@ -56,8 +63,10 @@ class ApiRunContext:
         request: TrainRequest,
         checkpoint_dir: Path,
         lease_s: float | None = None,
+        sync: CheckpointSync | None = None,
     ) -> None:
         self.checkpoint_dir = checkpoint_dir
+        self.sync = sync
         self._api = api
         self._request = request
         self._lease_s = lease_s
@@ -72,6 +81,15 @@ class ApiRunContext:
         return "cuda" if torch.cuda.is_available() else "cpu"
 
     def report(self, epoch: int, values: Mapping[str, float]) -> None:
+        """Store the checkpoint directory (when it changed), then log the epoch's values: a
+        logged epoch always has its checkpoint stored. A store that refuses the checkpoint
+        raises `CheckpointStoreError`, which fails the run."""
+        if self.sync is not None:
+            try:
+                self.sync.save()
+            except AttemptSuperseded:
+                self.supersede()
+                return
         body = {
             "epoch": epoch,
             "attempt": self._request.attempt,
@@ -156,10 +174,23 @@ class Heartbeat:
 
 
 def checkpoint_dir(settings: Settings, run_id: int) -> Path:
-    """Per-run directory that survives attempts, so a retried run resumes from it."""
+    """The run's local checkpoint directory on this worker: a copy of the archive the API keeps
+    across attempts (`checkpoint_sync`), so a retried run resumes on any worker."""
     path = settings.data_dir / "runs" / str(run_id)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def checkpoint_sync(
+    settings: Settings, request: TrainRequest, retry_for_s: float
+) -> CheckpointSync:
+    """The checkpoint sync of this attempt, over the API with the worker's service token."""
+    transport = ArchiveTransport(
+        settings.api_url, settings.resolved_service_token(), retry_for_s=retry_for_s
+    )
+    return CheckpointSync(
+        transport, request.run_id, request.attempt, checkpoint_dir(settings, request.run_id)
+    )
 
 
 def train(
@@ -196,25 +227,50 @@ def train(
             )
             return None
         raise
-    context = ApiRunContext(
-        api, request, checkpoint_dir(settings, request.run_id), lease_s=settings.run_lease_s
-    )
-    if run.experiment_state not in TRAINING_STATES:
-        context.stop()
-        return publish(results, stopped(request))
-    metrics = api_objects.get_experiment(api, request.experiment_id).spec.metrics
-    with Heartbeat(api, request, context, settings.heartbeat_s):
-        outcome = _run_objective(
-            request, context, catalog or Catalog.discover(), metrics, api, settings.api_url
+    sync = checkpoint_sync(settings, request, api.retry_for_s)
+    try:
+        context = ApiRunContext(
+            api, request, sync.directory, lease_s=settings.run_lease_s, sync=sync
         )
-    if context.superseded.is_set():
-        log.info(
-            "run %s attempt %s was superseded; dropping its result",
-            request.run_id,
-            request.attempt,
-        )
-        return None
-    return publish(results, outcome)
+        if run.experiment_state not in TRAINING_STATES:
+            context.stop()
+            return publish(results, stopped(request))
+        metrics = api_objects.get_experiment(api, request.experiment_id).spec.metrics
+        with Heartbeat(api, request, context, settings.heartbeat_s):
+            outcome = _restore(request, sync) or _run_objective(
+                request,
+                context,
+                catalog or Catalog.discover(),
+                metrics,
+                api,
+                settings.api_url,
+                settings.heartbeat_s,
+            )
+        if context.superseded.is_set():
+            log.info(
+                "run %s attempt %s was superseded; dropping its result",
+                request.run_id,
+                request.attempt,
+            )
+            return None
+        published = publish(results, outcome)
+        if not outcome.stopped:  # finished: the API keeps the last archive
+            sync.forget()
+        return published
+    finally:
+        sync.transport.close()
+
+
+def _restore(request: TrainRequest, sync: CheckpointSync) -> TrainResult | None:
+    """Fetch the run's stored checkpoint before the objective starts; a failed result when it
+    cannot be fetched, else None."""
+    try:
+        done = sync.restore()
+    except CheckpointStoreError as exc:
+        log.warning("run %s attempt %s: %s", request.run_id, request.attempt, exc)
+        return failed(request, f"{type(exc).__name__}: {exc}")
+    log.info("run %s attempt %s: %s", request.run_id, request.attempt, done)
+    return None
 
 
 def _describes_run(api: ApiClient, request: TrainRequest) -> bool:
@@ -247,9 +303,11 @@ def _run_objective(
     metrics: Sequence[Metric],
     api: ApiClient,
     api_url: str,
+    sync_interval_s: float,
 ) -> TrainResult:
     """Train with the objective of ``request``; the result holds the values of the
-    experiment's ``metrics`` (`results.from_values`)."""
+    experiment's ``metrics`` (`results.from_values`). A script's checkpoint directory is synced
+    every ``sync_interval_s`` while it runs."""
     if request.objective not in catalog:
         return failed(
             request,
@@ -260,7 +318,16 @@ def _run_objective(
     try:
         objective = catalog.load(request.objective)
         if isinstance(objective, ScriptObjective):
-            return run_script(objective, request, context, metrics, api, api_url)
+            return run_script(
+                objective,
+                request,
+                context,
+                metrics,
+                api,
+                api_url,
+                checkpoints=context.sync,
+                sync_interval_s=sync_interval_s,
+            )
         result = objective.run(request.assignments, task, request.config, context)
     except Exception as exc:  # noqa: BLE001 - any failure of user training is a failed run
         if context.should_stop():  # the objective stopped as asked (e.g. raised TrainingStopped)

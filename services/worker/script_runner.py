@@ -18,6 +18,11 @@ stop, pause or lease loss sends SIGTERM to the group, then SIGKILL after the obj
 ``stop_grace_s``. Exit 0: the run's logged ``values`` are the result; a non-zero exit, a run
 the script marked failed, or no value for the optimized metric is a failed result whose reason
 holds the exit status and the end of stderr.
+
+The checkpoint directory is stored through the API (`services.worker.checkpoint_sync`) whenever
+it changed, looked at every ``sync_interval_s`` on a thread of its own, and once more when the
+script stops early (a pause), so that the next attempt can resume on any worker. A store that
+refuses the checkpoint stops the script and fails the run with that reason.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ from typing import Any
 from typing import Protocol
 
 from services.worker import results
+from services.worker.checkpoint_sync import AttemptSuperseded
+from services.worker.checkpoint_sync import CheckpointStoreError
+from services.worker.checkpoint_sync import CheckpointSync
 from services.worker.objectives._base import RunContext
 from services.worker.objectives._base import task_epochs
 from services.worker.objectives.scripts import ScriptObjective
@@ -153,13 +161,14 @@ class LogTail:
                 del self._data[: len(self._data) - self.limit]
 
     def text(self) -> str:
-        """The tail as text, after a line saying how much came before it, if anything did."""
+        """The tail as text, after a line saying how much came before it, if anything did. NUL
+        characters become U+FFFD: the API refuses them (no database stores them in text)."""
         with self._lock:
             data, dropped = bytes(self._data), self.total - len(self._data)
-        if not dropped:
-            return data.decode(errors="replace")
-        data = data.lstrip(bytes(range(0x80, 0xC0)))  # not from the middle of a character
-        return f"[{dropped} earlier bytes not kept]\n" + data.decode(errors="replace")
+        if dropped:
+            data = data.lstrip(bytes(range(0x80, 0xC0)))  # not from the middle of a character
+        text = data.decode(errors="replace").replace("\x00", "\ufffd")
+        return f"[{dropped} earlier bytes not kept]\n{text}" if dropped else text
 
     def follow(self, stream: IO[bytes]) -> threading.Thread:
         """Read ``stream`` to its end on a daemon thread (started and returned)."""
@@ -292,10 +301,13 @@ def run_script(
     api_url: str,
     base_env: Mapping[str, str] | None = None,
     log_interval_s: float = LOG_PUSH_INTERVAL_S,
+    checkpoints: CheckpointSync | None = None,
+    sync_interval_s: float = LOG_PUSH_INTERVAL_S,
 ) -> TrainResult:
     """Run one attempt of ``objective`` (see the module docstring). ``api`` is the worker's
     (service) client: it reads the run and writes its log tails, fenced by the attempt; the
-    child alone gets the token of this attempt."""
+    child alone gets the token of this attempt. ``checkpoints`` stores the checkpoint
+    directory every ``sync_interval_s`` while the script runs."""
     path = f"/training_runs/{request.run_id}"
     try:
         token = mint_run_token(api, request)
@@ -316,15 +328,26 @@ def run_script(
     )
     process = ScriptProcess(objective.command, objective.cwd, env)
     logs = _LogWriter(api, path, request.attempt, process, context, log_interval_s)
+    syncer = (
+        None if checkpoints is None else _CheckpointWatcher(checkpoints, context, sync_interval_s)
+    )
     try:
         while not process.wait(0.1):
-            if context.should_stop():
+            if context.should_stop() or (syncer is not None and syncer.error is not None):
                 process.stop(objective.stop_grace_s)
                 break
     finally:
         code = process.finish()
         logs.close()
+        if syncer is not None:
+            syncer.close()
+    if syncer is not None and syncer.error is not None:
+        return results.failed(request, syncer.error)
     if context.should_stop():
+        if syncer is not None:
+            failure = syncer.last_sync()  # what the script saved when it was asked to stop
+            if failure is not None:
+                return results.failed(request, failure)
         return results.stopped(request)
     stderr = process.stderr.text()
     if code != 0:
@@ -339,6 +362,49 @@ def run_script(
         reason = failure_reason(code, stderr, outcome.reason)
         return results.failed(request, reason, traceback=stderr)
     return outcome
+
+
+class _CheckpointWatcher:
+    """Stores the checkpoint directory when it changed, every ``interval_s`` on a thread of its
+    own (an upload never delays a stop or a heartbeat). A superseded attempt stops the script;
+    after a store refused the checkpoint, `error` says why (and the script is stopped)."""
+
+    def __init__(self, sync: CheckpointSync, context: StopControl, interval_s: float) -> None:
+        self._sync = sync
+        self._context = context
+        self.error: str | None = None
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(interval_s,), name="checkpoint-sync", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _run(self, interval_s: float) -> None:
+        while not self._done.wait(interval_s):
+            if self._context.should_stop():
+                return
+            self.error = self._save()
+            if self.error is not None:
+                return
+
+    def _save(self) -> str | None:
+        try:
+            self._sync.save()
+        except AttemptSuperseded:
+            self._context.supersede()
+        except (CheckpointStoreError, OSError) as exc:  # OSError: this worker's own disk
+            log.warning("run %s: %s", self._sync.run_id, exc)
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def last_sync(self) -> str | None:
+        """Store the directory once more after the script stopped early (a superseded
+        attempt's upload is refused, and changes nothing); returns the reason of a failure."""
+        return self._save()
 
 
 class _LogWriter:

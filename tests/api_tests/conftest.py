@@ -10,13 +10,12 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import text
 
 from services.api import create_app
 from services.api.auth import create_token
 from services.api.db import get_session
-from services.api.models import Base
 from shared.settings import Settings
+from tests.inprocess import empty_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -40,11 +39,7 @@ def app(database_url: str, redis_url: str, redis_client: Any, tmp_path: Path) ->
     )
     app = create_app(settings, start_relay=False)
     with app.app_context():
-        session = get_session()
-        if session.bind.dialect.name == "postgresql":  # type: ignore[union-attr]
-            tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-            session.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-            session.commit()
+        empty_database(get_session())
     yield app
     app.extensions["db_engine"].dispose()
 

@@ -150,6 +150,17 @@ def test_malformed_bodies_never_cause_a_5xx(
     ]:
         assert client.get(path, headers=auth).status_code == 404, path
         sent += 1
+    # An id out of range is not found whatever the method, not "method not allowed" (the rule
+    # of another method on the same path).
+    for method, path in [
+        ("GET", "/v1/experiments/2629673039/suggestions"),
+        ("PUT", "/v1/experiments/2147483648"),
+        ("PATCH", "/v1/training_runs/8281508708"),
+        ("GET", f"/v1/experiments/{eid}/observations/2147483648"),
+    ]:
+        response = client.open(path, method=method, json={}, headers=auth)
+        assert response.status_code == 404, (method, path, response.status_code)
+        sent += 1
     assert sent >= 200
     # Nothing stored before was lost: the experiment and its suggestion are intact.
     after = client.get(f"/v1/experiments/{eid}", headers=auth).json
@@ -302,3 +313,114 @@ def test_every_documented_body_and_query_is_fuzzed(
     after = client.get(f"/v1/training_runs/{run['id']}", headers=auth).json
     assert after["assignments"] == run["assignments"] and after["experiment"] == ai["id"]
     assert client.get(f"{project}/proj", headers=auth).status_code == 200
+
+
+def test_an_empty_or_short_grid_is_a_400_naming_the_field(
+    client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any]
+) -> None:
+    """Issue 19: ``grid: []`` was normalized (its first and last values read) before it was
+    judged, a 500. Every way in: an experiment, an AI experiment, an update."""
+    me = client.get("/v1/tokens/self", headers=auth).json["client"]
+    assert client.post(f"/v1/clients/{me}/projects", json={"id": "p"}, headers=auth).status_code
+    creates = {
+        "/v1/experiments": "observation_budget",
+        f"/v1/clients/{me}/projects/p/aiexperiments": "budget",
+    }
+    for path, budget in creates.items():
+        for kind in ("double", "int"):
+            for grid in ([], [3], [2, 2]):
+                body = {
+                    "name": "g",
+                    "parameters": [
+                        {"name": "ok", "type": "double", "bounds": {"min": 0, "max": 1}},
+                        {"name": "a", "type": kind, "grid": grid},
+                    ],
+                    budget: 5,
+                }
+                response = client.post(path, json=body, headers=auth)
+                assert response.status_code == 400, (path, kind, grid, response.json)
+                assert response.json["message"].startswith(
+                    "Invalid value for parameters[1].grid:"
+                ), response.json
+    listed = client.get("/v1/experiments", query_string={"state": "all"}, headers=auth).json
+    assert [e["id"] for e in listed["data"]] == [experiment["id"]]  # nothing else was stored
+    # An update: the same rule, and the stored parameters unchanged.
+    parameters = copy.deepcopy(MULTITASK["parameters"])
+    parameters[0] = {"name": "x", "type": "double", "grid": []}
+    update = {"parameters": parameters}
+    response = client.put(f"/v1/experiments/{experiment['id']}", json=update, headers=auth)
+    assert response.status_code == 400
+    assert response.json["message"].startswith("Invalid value for parameters[0].grid:")
+    kept = client.get(f"/v1/experiments/{experiment['id']}", headers=auth).json
+    assert kept["parameters"] == experiment["parameters"]
+
+
+def test_an_update_cannot_duplicate_a_parameter(
+    client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any]
+) -> None:
+    """Naming every stored parameter but one of them twice was taken as the same set."""
+    parameters = copy.deepcopy(MULTITASK["parameters"])
+    parameters[1] = copy.deepcopy(parameters[0])
+    parameters.append(copy.deepcopy(MULTITASK["parameters"][1]))
+    parameters[0]["bounds"] = {"min": 0, "max": 2}
+    response = client.put(
+        f"/v1/experiments/{experiment['id']}", json={"parameters": parameters}, headers=auth
+    )
+    assert response.status_code == 400, response.json
+    assert response.json["message"].startswith("Invalid value for parameters:")
+    kept = client.get(f"/v1/experiments/{experiment['id']}", headers=auth).json
+    assert kept["parameters"] == experiment["parameters"]
+
+
+def test_what_postgresql_cannot_store_is_a_4xx_naming_the_field(
+    client: FlaskClient, auth: dict[str, str], experiment: dict[str, Any]
+) -> None:
+    """Found by the fuzzer on PostgreSQL (500s there): a NUL sent escaped (``\\u0000``) in a
+    body, a query or a path, and integers past a 32-bit column."""
+    eid = experiment["id"]
+    run = client.post(
+        f"/v1/experiments/{eid}/training_runs",
+        json={
+            "suggestion": {
+                "assignments": {"x": 0.5, "lr": 0.1, "n": 2, "opt": "sgd"},
+                "task": "full",
+            }
+        },
+        headers=auth,
+    ).json
+    me = client.get("/v1/tokens/self", headers=auth).json["client"]
+    nul = {"data": b'{"traceback": "a\\u0000b"}', "content_type": "application/json"}
+    cases: list[tuple[str, str, dict[str, Any], int, str]] = [
+        ("PATCH", f"/v1/training_runs/{run['id']}", nul, 400, "traceback"),
+        (
+            "POST",
+            f"/v1/experiments/{eid}/observations",
+            {"json": {"suggestion": "1", "value": 1, "metadata": {"k": "\x00"}}},
+            400,
+            "metadata.k",
+        ),
+        ("GET", "/v1/experiments?search=a%00", {}, 400, "search"),
+        ("GET", f"/v1/clients/{me}/projects/a%00b", {}, 404, "No project"),
+        ("POST", f"/v1/clients/{me}/projects/%00/aiexperiments", {"json": {}}, 404, "No project"),
+        (
+            "POST",
+            f"/v1/training_runs/{run['id']}/checkpoints",
+            {"json": {"values": [{"value": 1}], "epoch": 2**53}},
+            400,
+            "epoch",
+        ),
+        (
+            "POST",
+            f"/v1/training_runs/{run['id']}/checkpoints",
+            {"json": {"values": [{"value": 1}], "attempt": 2**31}},
+            400,
+            "attempt",
+        ),
+        ("PUT", f"/v1/training_runs/{run['id']}", {"json": {"attempt": 2**40}}, 400, "attempt"),
+    ]
+    for method, path, kwargs, status, named in cases:
+        response = client.open(path, method=method, headers=auth, **kwargs)
+        assert response.status_code == status, (method, path, response.json)
+        assert named in response.json["message"], (method, path, response.json)
+    kept = client.get(f"/v1/training_runs/{run['id']}", headers=auth).json
+    assert kept["traceback"] is None and kept["checkpoint_count"] == 0

@@ -57,6 +57,42 @@ def test_every_service_command_exists_in_the_cli() -> None:
     assert broken.exit_code != 0  # the check above would notice a wrong flag
 
 
+def test_every_service_restarts_and_has_a_health_check_the_cli_runs() -> None:
+    runner = CliRunner()
+    services = _compose()["services"]
+    checked = 0
+    for name, service in services.items():
+        assert service.get("restart") in ("unless-stopped", "always"), name
+        test = service["healthcheck"]["test"]
+        assert test[0] in ("CMD", "CMD-SHELL"), name
+        if test[1] != "multitune":
+            continue
+        result = runner.invoke(main, [*test[2:], "--help"])
+        assert result.exit_code == 0, (name, result.output)
+        checked += 1
+    assert checked == 4  # suggester, both workers, flower: `multitune health ROLE`
+    for worker in ("gpu-worker-0", "cpu-worker"):  # each pings its own node
+        command, test = services[worker]["command"], services[worker]["healthcheck"]["test"]
+        assert command[command.index("--name") + 1] == test[test.index("--name") + 1]
+
+
+def test_only_the_api_mounts_the_data_volume() -> None:
+    """Workers share no file system with the API or each other: checkpoints go through it."""
+    compose = _compose()
+    services = compose["services"]
+    mounts = {name: service.get("volumes", []) for name, service in services.items()}
+    assert mounts["api"] == ["data:/data"]
+    for name in ("suggester", "gpu-worker-0", "cpu-worker", "flower"):
+        assert mounts[name] == [], name
+    assert "data" in compose["volumes"]
+    api_env = services["api"]["environment"]
+    assert {"MULTITUNE_FILE_STORE", "MULTITUNE_S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID"} <= set(
+        api_env
+    )
+    assert api_env["MULTITUNE_DATA_DIR"] == "/data"  # the API's environment still has the rest
+    assert "AWS_SECRET_ACCESS_KEY" not in services["gpu-worker-0"]["environment"]
+
+
 #: The Dockerfile target and image each multitune service runs.
 ROLES = {
     "api": "api",

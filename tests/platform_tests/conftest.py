@@ -43,7 +43,8 @@ def check_finished_experiment(api: ApiClient, eid: str) -> dict[str, Any]:
     full_cost = [o for o in observations if o["task"]["cost"] == 1.0 and not o["failed"]]
     if full_cost:
         assert best[0]["task"]["cost"] == 1.0
-        assert best[0]["value"] == pytest.approx(min(o["value"] for o in full_cost))
+        pick = max if experiment["metrics"][0]["objective"] == "maximize" else min
+        assert best[0]["value"] == pytest.approx(pick(o["value"] for o in full_cost))
     else:
         assert best == []
     return experiment

@@ -14,6 +14,8 @@ import redis
 
 from services.suggester import history
 from services.suggester.managed import Managed
+from services.suggester.managed import sent_key
+from services.suggester.publish import BrokerUnavailable
 from services.suggester.publish import Publisher
 from shared import api_objects
 from shared.api_client import ApiRequestError
@@ -26,6 +28,7 @@ from shared.states import SuggestionState
 from tests.inprocess import BRANIN
 from tests.inprocess import InProcessApi
 from tests.inprocess import take_sent_tasks
+from tests.services import free_port
 from tests.suggester_tests.harness import ManualClock
 
 MAX_ATTEMPTS = 2
@@ -132,8 +135,11 @@ def test_the_budget_is_counted_in_task_costs_and_then_the_experiment_completes(
         for i in range(3)
     ]  # 0.75 of the budget committed, 5 slots free
     assert scheduler.schedule(eid)
-    (extra,) = scheduler.sent()  # 0.25 left: one more run, whatever its cost
-    assert extra.run_id not in {r.id for r in cheap}
+    sent = scheduler.sent()  # the 3 runs never sent to the broker, and one more for 0.25 left
+    assert sorted(r.run_id for r in sent if r.run_id in {c.id for c in cheap}) == sorted(
+        r.id for r in cheap
+    )
+    (extra,) = [r for r in sent if r.run_id not in {c.id for c in cheap}]
     assert len(scheduler.runs(eid)) == 4
     for run in cheap:
         scheduler.managed.handle_result(_result(run))
@@ -279,3 +285,47 @@ def test_an_open_suggestion_without_a_run_gets_one(scheduler: Scheduler) -> None
     sent = scheduler.sent()
     assert len(sent) == 2 and orphan.id in {r.suggestion_id for r in sent}
     assert {r.suggestion for r in scheduler.runs(eid)} == {r.suggestion_id for r in sent}
+
+
+def test_a_queued_run_missing_from_the_broker_is_sent_once(scheduler: Scheduler) -> None:
+    """A queued run whose create answered but was never sent (a suggester crash, a create
+    retried after a lost response), or whose message went with Redis's data, is sent when the
+    experiment is next scheduled; one that was sent is not sent again."""
+    eid = scheduler.create(observation_budget=20, parallel_bandwidth=2)
+    assert scheduler.schedule(eid)
+    sent = {(r.run_id, r.attempt) for r in scheduler.sent()}
+    unsent = api_objects.create_training_run(
+        scheduler.api, eid, {"assignments": {"x1": 1.0, "x2": 2.0}, "task": "full"}
+    )
+    assert scheduler.schedule(eid)
+    assert [(r.run_id, r.attempt) for r in scheduler.sent()] == [(unsent.id, 1)]
+    assert scheduler.schedule(eid)
+    assert scheduler.sent() == []  # each is sent once
+    scheduler.redis.delete(sent_key(eid))  # Redis lost its data: the queue went with it
+    assert scheduler.schedule(eid)
+    assert {(r.run_id, r.attempt) for r in scheduler.sent()} == sent | {(unsent.id, 1)}
+    for run in scheduler.runs(eid):
+        scheduler.claim(run)
+    assert scheduler.schedule(eid)
+    assert scheduler.sent() == [] and not scheduler.redis.exists(sent_key(eid))
+
+
+def test_a_broker_that_is_down_leaves_the_run_unsent_until_it_is_back(
+    scheduler: Scheduler,
+) -> None:
+    """Celery's error for a broker that refuses connections is no `OSError`: it used to escape
+    the suggester's loop and kill the process when Redis died mid-send. It is now an `OSError`
+    the loop retries, and the run it could not send is sent at the next schedule."""
+    eid = scheduler.create(observation_budget=20, parallel_bandwidth=1)
+    down = Publisher(replace(scheduler.settings, redis_url=f"redis://127.0.0.1:{free_port()}/0"))
+    try:
+        broken = Managed(scheduler.api, down, scheduler.settings, scheduler.redis, scheduler.clock)
+        with pytest.raises(BrokerUnavailable) as raised:
+            broken.schedule(history.load(scheduler.api, eid))
+        assert isinstance(raised.value, OSError)
+    finally:
+        down.close()
+    [run] = scheduler.runs(eid)
+    assert run.state is RunState.QUEUED and scheduler.sent() == []
+    assert scheduler.schedule(eid)
+    assert [(r.run_id, r.attempt) for r in scheduler.sent()] == [(run.id, run.attempt)]

@@ -5,8 +5,10 @@ completion with the worker's `runner.train` doing the training."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+import pytest
 import redis
 
 from services.suggester import pools
@@ -14,6 +16,8 @@ from services.suggester.optimizer import Candidate
 from services.suggester.publish import Publisher
 from services.suggester.service import LEASE_CHECK_S
 from services.suggester.service import POOL_SLACK
+from services.suggester.service import READ_BATCH
+from services.suggester.service import SWEEP_S
 from services.suggester.service import Suggester
 from services.worker import runner
 from shared import api_objects
@@ -32,6 +36,8 @@ from shared.states import RunState
 from shared.states import StateFilter
 from tests.inprocess import BRANIN
 from tests.inprocess import CLIENT_DRIVEN
+from tests.services import RedisServer
+from tests.services import wait_for
 from tests.suggester_tests.harness import SuggesterLoop
 
 #: A managed experiment with a budget no test here spends, whose first 4 points come from the
@@ -270,3 +276,101 @@ def test_a_managed_experiment_runs_to_completion_with_the_worker_runner(
         loop.sent() == []
         and len(api_objects.list_training_runs(api, eid, StateFilter.ALL)) == trained
     )
+
+
+def test_redis_losing_its_data_is_noticed_and_rebuilt_from_the_api(
+    loop: SuggesterLoop, redis_client: redis.Redis
+) -> None:
+    """Redis restarted without its append-only file: the consumer groups, the broker's queues
+    and bindings and the pools are gone. The running loop notices the missing group, recreates
+    it, re-sends the queued runs and refills the pools, all from the API."""
+    managed = loop.create(MANAGED)
+    client_driven = loop.create(CLIENT_DRIVEN)
+    loop.step()
+    queued = {t.request.run_id for t in loop.sent()}
+    assert len(queued) == MANAGED["parallel_bandwidth"] and loop.pool(client_driven)
+    redis_client.flushdb()
+    thread = threading.Thread(target=loop.suggester.run_forever, name="suggester")
+    thread.start()
+    resent: set[int] = set()
+
+    def all_resent() -> bool:
+        resent.update(t.request.run_id for t in loop.sent())
+        return resent >= queued
+
+    try:
+        wait_for(all_resent, 30, "the queued runs to be sent again")
+        wait_for(lambda: loop.pool(client_driven), 30, "the pool to be refilled")
+    finally:
+        loop.suggester.stop()
+        thread.join(30)
+    assert resent == queued
+    assert {r.id for r in loop.unfinished_runs(managed)} == queued  # no run was added
+    for stream in (EVENTS_STREAM, RESULTS_STREAM):
+        assert [g["name"] for g in redis_client.xinfo_groups(stream)] == [SUGGESTER_GROUP.encode()]
+
+
+def test_a_sweep_refreshes_only_the_experiments_that_need_it(loop: SuggesterLoop) -> None:
+    """Every active experiment is listed, but only one whose pool went stale without an event
+    is refreshed: an abandoned client-driven experiment stays active for ever, and a sweep
+    must not cost an API round trip for each."""
+    fresh = loop.create(CLIENT_DRIVEN)
+    stale = loop.create(CLIENT_DRIVEN)
+    loop.step()
+    full = CLIENT_DRIVEN["parallel_bandwidth"] + POOL_SLACK
+    assert len(loop.pool(fresh)) == len(loop.pool(stale)) == full
+    loop.redis.delete(pool_key(stale))  # gone without an event (evicted, or Redis restarted)
+    paths: list[str] = []
+    session = loop.server.service._session  # the suggester's own HTTP session
+    session.hooks["response"].append(lambda r, *_, **__: paths.append(r.request.path_url))
+    loop.clock.advance(SWEEP_S)
+    loop.step()
+    assert len(loop.pool(stale)) == full
+    assert any(p.startswith("/v1/experiments?") for p in paths)  # the sweep's listing
+    assert any(f"/experiments/{stale}" in p for p in paths)
+    assert not any(f"/experiments/{fresh}" in p for p in paths), paths
+
+
+def test_a_pass_reads_every_waiting_event_not_just_one_batch(loop: SuggesterLoop) -> None:
+    """Events that arrived while the last pass refreshed experiments are all read by the next
+    pass (and coalesce into one refresh): reading one batch a pass, a busy stream would outrun
+    the loop, and an experiment's creation would wait behind a backlog growing without end."""
+    busy = loop.create(CLIENT_DRIVEN)
+    loop.step()
+    event = Event(type=EventType.SUGGESTION_CREATED, experiment_id=busy).to_json()
+    for _ in range(3 * READ_BATCH + 7):
+        loop.redis.xadd(EVENTS_STREAM, {"event": event})
+    created = loop.create(CLIENT_DRIVEN)  # behind them
+    loop.step()
+    assert loop.pending(EVENTS_STREAM) == 0
+    (group,) = loop.redis.xinfo_groups(EVENTS_STREAM)
+    assert group["lag"] == 0  # everything in the stream was read
+    assert len(loop.pool(created)) == CLIENT_DRIVEN["parallel_bandwidth"] + POOL_SLACK
+
+
+def test_a_suggester_started_before_redis_gets_going_once_redis_answers(
+    loop: SuggesterLoop, publisher: Publisher, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`start` with its Redis not up yet neither raises nor gives up: `run_forever` retries
+    until Redis answers, then creates its consumer groups, recovers and schedules."""
+    eid = loop.create(MANAGED)
+    own = RedisServer()
+    client = redis.Redis.from_url(own.url, socket_connect_timeout=1)
+    suggester = Suggester(
+        loop.server.settings, client, loop.server.service, publisher, "late", loop.clock
+    )
+    thread = threading.Thread(target=suggester.run_forever)
+    try:
+        suggester.start()
+        thread.start()
+        wait_for(lambda: "suggester step failed" in caplog.text, 10, "a step to fail")
+        assert thread.is_alive() and loop.sent() == []
+        own.start()
+        sent = wait_for(loop.sent, 30, "the runs to be sent once Redis answers")
+        assert {t.request.run_id for t in sent} == {r.id for r in loop.unfinished_runs(eid)}
+    finally:
+        suggester.stop()
+        thread.join(10)
+        suggester.close()
+        client.close()
+        own.stop()

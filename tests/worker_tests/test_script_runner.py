@@ -165,6 +165,12 @@ def test_a_log_tail_keeps_the_end_within_its_bound() -> None:
     assert tail.text().split("\n", 1)[1] == "é" * 500
 
 
+def test_a_log_tail_never_carries_a_nul_the_api_would_refuse() -> None:
+    tail = LogTail(limit=1000)
+    tail.feed(b"binary\x00junk\n")
+    assert tail.text() == "binary\ufffdjunk\n"
+
+
 def test_a_failure_reason_holds_the_exit_and_the_end_of_stderr() -> None:
     stderr = "".join(f"warning {i}\n" for i in range(1000)) + "ValueError: diverged\n"
     reason = failure_reason(1, stderr)

@@ -2,6 +2,8 @@
 token's SHA-256 digest (never the token). Every request re-checks the digest against the
 tokens table, so a revoked token signs the session out; scoping is the API's own `Principal`.
 
+Failed sign-ins are throttled per client address and per token digest (`sign_in_blocked`).
+
 `token_or_session` lets the read-only (GET) JSON routes the pages poll accept that session as
 well as an API token; writes always need a token.
 """
@@ -15,6 +17,7 @@ from flask import g
 from flask import request
 from flask import session
 
+from services.api import ratelimit
 from services.api.auth import Principal
 from services.api.auth import digest
 from services.api.auth import principal_of
@@ -25,17 +28,30 @@ _KEY = "token_digest"
 _CSRF = "csrf"
 
 
-def sign_in(token: str) -> Principal | None:
-    """Start a session for ``token``; None (and no session) when it is not a valid token."""
+def _typed_digest(token: str) -> str | None:
+    """The digest of a token typed into the form, or None for nothing (or something far too
+    long to be a token)."""
     token = token.strip()
-    if not token or len(token) > 500:
-        return None
-    principal = principal_of(digest(token))
+    return digest(token) if token and len(token) <= 500 else None
+
+
+def sign_in_blocked(token: str) -> ratelimit.RateLimited | None:
+    """The 429 to answer, without trying ``token``, when this address or this token has failed
+    too many sign-ins lately (`services.api.ratelimit`)."""
+    return ratelimit.signin_blocked(request.remote_addr, _typed_digest(token))
+
+
+def sign_in(token: str) -> Principal | None:
+    """Start a session for ``token``; None (and no session) when it is not a valid token, which
+    counts as a failed sign-in of this address and token."""
+    token_digest = _typed_digest(token)
+    principal = principal_of(token_digest) if token_digest is not None else None
     if principal is None or principal.is_run_scoped:  # a run's token is for its run only
+        ratelimit.record_failed_signin(request.remote_addr, token_digest)
         return None
     session.clear()
     session.permanent = True
-    session[_KEY] = digest(token)
+    session[_KEY] = token_digest
     session[_CSRF] = secrets.token_urlsafe(24)
     return principal
 

@@ -145,11 +145,18 @@ def index() -> ResponseBase:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> ResponseBase | tuple[str, int] | str:
+    """The sign-in form; failed sign-ins are throttled per address and per token
+    (`auth.sign_in_blocked`)."""
     target = request.values.get("next")
     if request.method == "GET":
         return render_template("dashboard/login.html", next=target, error=None)
     auth.check_csrf()
-    if auth.sign_in(request.form.get("token", "")) is None:
+    token = request.form.get("token", "")
+    blocked = auth.sign_in_blocked(token)
+    if blocked is not None:
+        page = render_template("dashboard/login.html", next=target, error=blocked.message)
+        return Response(page, 429, {"Retry-After": str(blocked.retry_after)})
+    if auth.sign_in(token) is None:
         return render_template(
             "dashboard/login.html",
             next=target,

@@ -8,6 +8,7 @@ from services.api.dashboard import views as dashboard
 from services.api.routes import aiexperiments
 from services.api.routes import analytics
 from services.api.routes import artifacts
+from services.api.routes import checkpoint_archives
 from services.api.routes import experiments
 from services.api.routes import health
 from services.api.routes import observations
@@ -30,3 +31,4 @@ def register(app: Flask) -> None:
         app.register_blueprint(module.bp)
     for module in (uploads, run_tokens):  # files' bytes; run-scoped tokens
         app.register_blueprint(module.bp)
+    app.register_blueprint(checkpoint_archives.bp)  # workers' checkpoint directories

@@ -114,6 +114,7 @@ def file_json(a: Artifact, *, with_upload: bool = False) -> dict[str, Any]:
     "client's way) a FileCreate declaration, answered with a signed single-use upload URL",
     query=ArtifactUploadQuery,
     returns="file",
+    errors=(415,),
 )
 def upload(run_id: int, query: ArtifactUploadQuery) -> Response:
     session = get_session()

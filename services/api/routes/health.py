@@ -1,4 +1,5 @@
-"""Liveness (no dependencies) and readiness (database and Redis answer); no token needed."""
+"""Liveness (no dependencies) and readiness (database and Redis answer); no token needed. Not
+ready is a 503 with ``Retry-After``, as every request gets while the database is away."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from flask import jsonify
 from sqlalchemy import text
 
 from services.api.db import get_session
+from services.api.errors import DATABASE_RETRY_AFTER_S
 
 bp = Blueprint("health", __name__)
 
@@ -32,4 +34,7 @@ def readyz() -> tuple[Response, int]:
     except Exception as exc:  # noqa: BLE001
         checks["redis"] = f"error: {type(exc).__name__}"
     ready = all(v == "ok" for v in checks.values())
-    return jsonify({"status": "ok" if ready else "unavailable", **checks}), 200 if ready else 503
+    response = jsonify({"status": "ok" if ready else "unavailable", **checks})
+    if not ready:
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+    return response, 200 if ready else 503

@@ -27,7 +27,8 @@ bp.before_request(require_token)
     "Mint a token scoped to this run's current attempt (the service token only); it stops "
     "working when the run moves to a later attempt or finishes",
     body=RunTokenCreate,
-    returns="token",
+    returns="run_token",
+    status=201,
 )
 def create(run_id: int, body: RunTokenCreate) -> tuple[Response, int]:
     principal = current_principal()

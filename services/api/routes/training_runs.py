@@ -179,7 +179,7 @@ def create_tracked(client: str, project: str, body: TrackedRunCreate) -> Respons
     PROJECT_RUNS + "/batch",
     f"Create up to {MAX_RUN_BATCH} runs of a project at once (all or none)",
     body=TrackedRunBatch,
-    returns="pagination of training_runs",
+    returns="pagination of training_run_fields",
 )
 def create_tracked_batch(client: str, project: str, body: TrackedRunBatch) -> Response:
     session = get_session()

@@ -89,17 +89,23 @@ def content(file_id: int, query: SignedQuery) -> Response:
     else:
         token_or_session()
         artifact = store.get(session, current_principal(), file_id)
-    path = store.path_of(settings(), artifact)
-    if artifact.status != FileStatus.READY or not path.is_file():
-        raise ApiError(404, f"The content of file {file_id} is not in the store")
+    missing = ApiError(404, f"The content of file {file_id} is not in the store")
+    if artifact.status != FileStatus.READY:
+        raise missing
+    try:
+        stored = store.open_content(settings(), artifact)
+    except FileNotFoundError:
+        raise missing from None
     response = send_file(
-        path,
+        stored.stream,
         mimetype=artifact.content_type,
         as_attachment=artifact.content_type not in store.IMAGE_TYPES,
         download_name=artifact.filename or artifact.name,
         etag=artifact.sha256,
         max_age=0,
     )
+    if response.status_code == 200:
+        response.content_length = stored.size
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response.headers["Cache-Control"] = "private, max-age=0"

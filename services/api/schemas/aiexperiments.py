@@ -7,10 +7,13 @@ from typing import Any
 
 from pydantic import Field
 
+from services.api.schemas.common import EXAMPLE_METRICS
+from services.api.schemas.common import EXAMPLE_PARAMETERS
 from services.api.schemas.common import LaxModel
 from services.api.schemas.common import Metadata
 from services.api.schemas.common import StrictModel
 from services.api.schemas.common import TaskRef
+from services.api.schemas.common import examples
 from services.api.schemas.experiments import Budget
 from services.api.schemas.experiments import ExperimentCreate
 from services.api.schemas.experiments import ExperimentFields
@@ -25,6 +28,15 @@ BUDGET_FIELD = "budget"
 class AiExperimentCreate(ExperimentFields):
     """Tasks are accepted (SigOpt refused them): ``budget`` then counts task costs."""
 
+    model_config = examples(
+        {
+            "name": "example",
+            "parameters": EXAMPLE_PARAMETERS,
+            "metrics": EXAMPLE_METRICS,
+            "budget": 10,
+        }
+    )
+
     budget: Budget | None = None
 
     def as_experiment(self, project: str) -> ExperimentCreate:
@@ -38,6 +50,8 @@ class AiExperimentCreate(ExperimentFields):
 
 class AiExperimentUpdate(ExperimentUpdateFields):
     """``{"state": "active"}`` unarchives."""
+
+    model_config = examples({"name": "renamed", "budget": 20})
 
     budget: Budget | None = None
 
@@ -57,6 +71,8 @@ class ArchiveQuery(LaxModel):
 class AiRunCreate(StrictModel):
     """A run of an AI experiment: the next suggestion's assignments, or explicit ``assignments``
     (and ``task`` in a multitask experiment)."""
+
+    model_config = examples({"name": "run"}, {"assignments": {"x": 0.5}})
 
     name: RunName | None = None
     metadata: Metadata = None

@@ -55,6 +55,10 @@ def parse_ids(field: str, raw: str) -> list[int]:
         raise invalid(field, str(exc)) from exc
 
 
+#: An id as `ids_of` takes it (the document's pattern; `ids_of` says what is wrong).
+_ID = "[1-9][0-9]{0,8}"
+
+
 def _run_ids(value: str) -> str:
     ids_of(value)
     return value
@@ -63,4 +67,8 @@ def _run_ids(value: str) -> str:
 class RunsQuery(LaxModel):
     """``runs``: comma-separated training run ids (at most 50)."""
 
-    runs: Annotated[str, AfterValidator(_run_ids)]
+    runs: Annotated[
+        str,
+        AfterValidator(_run_ids),
+        Field(json_schema_extra={"pattern": f"^{_ID}(,{_ID}){{0,{MAX_COMPARE - 1}}}$"}),
+    ]

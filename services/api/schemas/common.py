@@ -17,6 +17,17 @@ MAX_METADATA_KEY_LENGTH = 100
 MAX_METADATA_STRING_LENGTH = 500
 
 
+def examples(*bodies: dict[str, Any]) -> ConfigDict:
+    """A model's request examples in the OpenAPI document (the fuzz tests start from them).
+    They agree with each other: an experiment of one double parameter ``x`` in [0, 1] and one
+    metric ``value``."""
+    return ConfigDict(json_schema_extra={"examples": list(bodies)})
+
+
+EXAMPLE_PARAMETERS = [{"name": "x", "type": "double", "bounds": {"min": 0, "max": 1}}]
+EXAMPLE_METRICS = [{"name": "value", "objective": "maximize"}]
+
+
 class StrictModel(BaseModel):
     """Unknown fields and type coercion are errors (a string is never a number)."""
 
@@ -60,6 +71,10 @@ def _to_id(value: Any) -> Any:
 #: Ids are 32-bit integers in the store; larger ones cannot exist.
 MAX_ID = 2**31 - 1
 ObjectId = Annotated[int, BeforeValidator(_to_id), Field(ge=1, le=MAX_ID)]
+#: An attempt or epoch number: a 32-bit integer column (a larger one is a 400, not a database
+#: error).
+Attempt = Annotated[int, Field(ge=1, le=MAX_ID)]
+Epoch = Annotated[int, Field(ge=0, le=MAX_ID)]
 
 
 def _task_name(value: Any) -> Any:

@@ -17,11 +17,14 @@ from pydantic import StringConstraints
 
 from services.api.errors import ApiError
 from services.api.errors import invalid
+from services.api.schemas.common import EXAMPLE_METRICS
+from services.api.schemas.common import EXAMPLE_PARAMETERS
 from services.api.schemas.common import Metadata
 from services.api.schemas.common import Name
 from services.api.schemas.common import Number
 from services.api.schemas.common import PageQuery
 from services.api.schemas.common import StrictModel
+from services.api.schemas.common import examples
 from shared.design import random_unit
 from shared.space import ExperimentSpec
 from shared.states import ExperimentState
@@ -130,6 +133,15 @@ class ExperimentFields(StrictModel):
 
 
 class ExperimentCreate(ExperimentFields):
+    model_config = examples(
+        {
+            "name": "example",
+            "parameters": EXAMPLE_PARAMETERS,
+            "metrics": EXAMPLE_METRICS,
+            "observation_budget": 10,
+        }
+    )
+
     observation_budget: Budget | None = None
     project: Name | None = None
 
@@ -148,6 +160,8 @@ class ExperimentUpdateFields(StrictModel):
 
 
 class ExperimentUpdate(ExperimentUpdateFields):
+    model_config = examples({"name": "renamed", "observation_budget": 20})
+
     observation_budget: Budget | None = None
     project: Name | None = None
 
@@ -199,6 +213,9 @@ def definition_from_create(
 ) -> dict[str, Any]:
     """The stored definition; raises `ApiError` when a cross-field rule is broken. Errors about
     the budget name ``budget_field`` (an AI experiment calls it ``budget``)."""
+    # Each parameter is judged before it is normalized: normalizing assumes a valid parameter
+    # (a grid of at least 2 values, bounds of an int parameter that are integers).
+    _check_parameters(body.parameters, body.conditionals or [])
     definition: dict[str, Any] = {
         "type": body.type,
         "parameters": [normalized_parameter(p) for p in body.parameters],
@@ -223,7 +240,7 @@ def check_definition(
     definition: dict[str, Any],
     budget_field: str = "observation_budget",
 ) -> None:
-    _check_parameters(body.parameters, body.conditionals or [])
+    """The cross-field rules but the parameters' own (`_check_parameters`, judged first)."""
     _check_metrics(definition["metrics"], body, budget_field)
     _check_tasks(body)
     _check_linear_constraints(body)
@@ -446,15 +463,17 @@ def apply_update(definition: dict[str, Any], body: ExperimentUpdate) -> dict[str
     updated = dict(definition)
     if body.parameters is not None:
         old = {p["name"]: p for p in definition["parameters"]}
-        new = [normalized_parameter(p) for p in body.parameters]
-        if {p["name"] for p in new} != set(old):
+        names = [p.name for p in body.parameters]
+        if len(names) != len(old) or set(names) != set(old):
             raise invalid("parameters", "adding or removing parameters is not supported")
+        for i, p in enumerate(body.parameters):
+            _check_parameter(p, f"parameters[{i}]")
+        new = [normalized_parameter(p) for p in body.parameters]
         for i, parameter in enumerate(new):
             before = old[parameter["name"]]
             for key in ("type", "transformation", "conditions"):
                 if parameter.get(key) != before.get(key):
                     raise invalid(f"parameters[{i}].{key}", "cannot change after creation")
-            _check_parameter(body.parameters[i], f"parameters[{i}]")
         updated["parameters"] = new
     if body.metrics is not None:
         new_metrics = normalized_metrics(body.metrics)

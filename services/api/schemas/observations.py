@@ -14,12 +14,15 @@ from services.api.schemas.common import ObjectId
 from services.api.schemas.common import PageQuery
 from services.api.schemas.common import StrictModel
 from services.api.schemas.common import TaskRef
+from services.api.schemas.common import examples
 
 MAX_BATCH = 2500
 
 
 class ObservationCreate(StrictModel):
     """Exactly one of ``suggestion`` or ``assignments``; exactly one of a value or ``failed``."""
+
+    model_config = examples({"assignments": {"x": 0.5}, "value": 1.0})
 
     suggestion: ObjectId | None = None
     assignments: dict[str, Any] | None = None
@@ -36,6 +39,8 @@ class ObservationCreate(StrictModel):
 
 
 class ObservationBatchCreate(StrictModel):
+    model_config = examples({"observations": [{"assignments": {"x": 0.5}, "value": 1.0}]})
+
     observations: Annotated[list[ObservationCreate], Field(min_length=1, max_length=MAX_BATCH)]
     no_optimize: bool | None = None
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import Field
-
+from services.api.schemas.common import Attempt
 from services.api.schemas.common import StrictModel
+from services.api.schemas.common import examples
 
 
 class RunTokenCreate(StrictModel):
     """``attempt``: the run's current attempt (a superseded one gets 409)."""
 
-    attempt: Annotated[int, Field(ge=1, le=2**31 - 1)]
+    model_config = examples({"attempt": 1})
+
+    attempt: Attempt

@@ -9,6 +9,7 @@ from services.api.schemas.common import Metadata
 from services.api.schemas.common import PageQuery
 from services.api.schemas.common import StrictModel
 from services.api.schemas.common import TaskRef
+from services.api.schemas.common import examples
 from shared.states import StateFilter
 from shared.states import SuggestionState
 
@@ -16,12 +17,16 @@ from shared.states import SuggestionState
 class SuggestionCreate(StrictModel):
     """Empty: the server picks. With ``assignments`` (+ ``task`` if multitask): stored as given."""
 
+    model_config = examples({}, {"assignments": {"x": 0.5}})
+
     assignments: dict[str, Any] | None = None
     task: TaskRef | None = None
     metadata: Metadata = None
 
 
 class SuggestionUpdate(StrictModel):
+    model_config = examples({"metadata": {"note": "checked"}})
+
     metadata: Metadata = None
 
 
@@ -34,6 +39,8 @@ class SuggestionDeleteQuery(PageQuery):
 
 
 class QueuedSuggestionCreate(StrictModel):
+    model_config = examples({"assignments": {"x": 0.25}})
+
     assignments: dict[str, Any]
     task: TaskRef | None = None
     metadata: Metadata = None

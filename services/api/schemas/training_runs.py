@@ -16,6 +16,8 @@ from pydantic import Field
 from pydantic import Json
 from pydantic import StringConstraints
 
+from services.api.schemas.common import Attempt
+from services.api.schemas.common import Epoch
 from services.api.schemas.common import Metadata
 from services.api.schemas.common import MetricValue
 from services.api.schemas.common import Name
@@ -24,6 +26,7 @@ from services.api.schemas.common import ObjectId
 from services.api.schemas.common import PageQuery
 from services.api.schemas.common import StrictModel
 from services.api.schemas.common import TaskRef
+from services.api.schemas.common import examples
 from shared.states import RunState
 from shared.states import StateFilter
 
@@ -52,6 +55,8 @@ class NewSuggestion(StrictModel):
 
 class TrainingRunCreate(StrictModel):
     """``suggestion``: an existing suggestion's id, or a new suggestion to create with the run."""
+
+    model_config = examples({"suggestion": {"assignments": {"x": 0.75}}, "name": "run"})
 
     suggestion: ObjectId | NewSuggestion
     name: RunName | None = None
@@ -134,7 +139,11 @@ class TrainingRunUpdate(TrackedFields):
     attempt than the run's is refused (409). ``new_attempt`` starts the next attempt (the
     suggester does this when a lease expires). ``deleted`` archives (or unarchives) the run."""
 
-    attempt: Annotated[int, Field(ge=1)] | None = None
+    model_config = examples(
+        {"state": "completed", "values": {"value": {"value": 1.0}}}, {"heartbeat": True}
+    )
+
+    attempt: Attempt | None = None
     new_attempt: bool | None = None
     heartbeat: bool | None = None
     worker: Annotated[str, StringConstraints(max_length=200)] | None = None
@@ -146,8 +155,14 @@ class TrainingRunUpdate(TrackedFields):
 class TrackedRunCreate(TrackedFields):
     """A run of a project outside any experiment: ``running`` unless ``state`` says it ended."""
 
+    model_config = examples(
+        {"name": "run", "assignments": {"x": 0.5}, "values": {"value": {"value": 1.0}}}
+    )
+
 
 class TrackedRunBatch(StrictModel):
+    model_config = examples({"runs": [{"name": "run"}], "fields": "id"}, {"runs": [{}]})
+
     runs: Annotated[list[TrackedRunCreate], Field(min_length=1, max_length=MAX_RUN_BATCH)]
     #: Comma-separated fields to answer with (``"id"``); all by default.
     fields: Annotated[str, StringConstraints(max_length=500)] | None = None
@@ -171,7 +186,11 @@ class TrainingRunResult(StrictModel):
     """How an attempt ended: recorded with its observation in one transaction. ``values`` for a
     completed run; ``failed`` and ``lost`` record a failed observation."""
 
-    attempt: Annotated[int, Field(ge=1)]
+    model_config = examples(
+        {"attempt": 1, "state": "completed", "values": [{"name": "value", "value": 1.0}]}
+    )
+
+    attempt: Attempt
     #: One of `shared.states.RESULT_RUN_STATES`.
     state: Literal[RunState.COMPLETED, RunState.FAILED, RunState.LOST]
     values: Annotated[list[MetricValue], Field(min_length=1, max_length=50)] | None = None
@@ -185,7 +204,9 @@ class TrainingRunListQuery(PageQuery):
 
 
 class CheckpointCreate(StrictModel):
+    model_config = examples({"values": [{"name": "value", "value": 0.5}], "epoch": 1})
+
     values: Annotated[list[MetricValue], Field(min_length=1, max_length=100)]
-    epoch: Annotated[int, Field(ge=0)] | None = None
-    attempt: Annotated[int, Field(ge=1)] | None = None
+    epoch: Epoch | None = None
+    attempt: Attempt | None = None
     metadata: Metadata = None

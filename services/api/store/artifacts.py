@@ -1,9 +1,10 @@
 """Files uploaded by training runs: plots, images, model checkpoints.
 
-The bytes are streamed to ``<data dir>/artifacts/tmp`` while counted and hashed, checked
-against the allow list (the declared type must match the content: a PNG starts with the PNG
-signature, text is UTF-8), then moved to ``artifacts/<experiment>/<run>/<file id>`` in the same
-transaction that records the row. Paths are made of ids, never of the uploaded name.
+The bytes are streamed into a pending object of the file store (`services.api.filestore`,
+namespace ``artifacts``: ``<data dir>/artifacts`` or an S3 prefix) while counted and hashed,
+checked against the allow list (the declared type must match the content: a PNG starts with the
+PNG signature, text is UTF-8), then published as ``<experiment>/<run>/<file id>`` in the same
+transaction that records the row. Keys are made of ids, never of the uploaded name.
 
 Two ways in: a direct upload (`save`: the raw body or a multipart part, with a token), or the
 sigopt client's two steps: `declare` records a ``pending`` file (length, MD5, type) and answers
@@ -19,14 +20,11 @@ import binascii
 import codecs
 import hashlib
 import hmac
-import os
 import secrets
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
 from pathlib import PurePosixPath
 from typing import IO
 
@@ -39,6 +37,10 @@ from services.api.auth import Principal
 from services.api.errors import ApiError
 from services.api.errors import invalid
 from services.api.errors import not_found
+from services.api.filestore import FileStore
+from services.api.filestore import PendingObject
+from services.api.filestore import StoredObject
+from services.api.filestore import open_store
 from services.api.models import Artifact
 from services.api.models import TrainingRun
 from services.api.schemas.artifacts import FileCreate
@@ -146,8 +148,9 @@ def check_name(name: str | None, field: str = "name") -> str:
     return name
 
 
-def root(settings: Settings) -> Path:
-    return settings.data_dir / "artifacts"
+def files(settings: Settings) -> FileStore:
+    """Where the files' bytes live."""
+    return open_store(settings, "artifacts")
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,7 @@ class _Received:
     head: bytes
 
 
-def _receive(source: IO[bytes], target: IO[bytes], limit: int, text: bool) -> _Received:
+def _receive(source: IO[bytes], target: PendingObject, limit: int, text: bool) -> _Received:
     """Copy ``source`` to ``target`` chunk by chunk, counting and hashing."""
     sha = hashlib.sha256()
     md5 = hashlib.md5(usedforsecurity=False)
@@ -193,13 +196,6 @@ def _receive(source: IO[bytes], target: IO[bytes], limit: int, text: bool) -> _R
     return _Received(size, sha.hexdigest(), base64.b64encode(md5.digest()).decode(), head)
 
 
-def _temporary(settings: Settings) -> tuple[int, Path]:
-    base = root(settings)
-    (base / "tmp").mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=base / "tmp", prefix="upload-")
-    return fd, Path(temporary)
-
-
 def save(
     session: Session,
     settings: Settings,
@@ -219,10 +215,9 @@ def save(
             f"not {attempt}; this worker's attempt was superseded",
         )
     session.commit()  # no transaction stays open while the bytes stream in
-    fd, temporary = _temporary(settings)
+    pending = files(settings).begin()
     try:
-        with os.fdopen(fd, "wb") as target:
-            received = _receive(source, target, settings.max_artifact_bytes, media in TEXT_TYPES)
+        received = _receive(source, pending, settings.max_artifact_bytes, media in TEXT_TYPES)
         if not SNIFFERS[media](received.head):
             raise invalid("content_type", f"the file's content is not {media}")
         artifact = Artifact(
@@ -241,10 +236,10 @@ def save(
         session.add(artifact)
         session.flush()
         artifact.storage_key = _storage_key(artifact)
-        _commit_with_file(session, settings, artifact, temporary)
+        _commit_with_file(session, settings, artifact, pending)
     except BaseException:
         session.rollback()
-        temporary.unlink(missing_ok=True)
+        pending.abort()
         raise
     return artifact
 
@@ -256,16 +251,15 @@ def _storage_key(artifact: Artifact) -> str:
 
 
 def _commit_with_file(
-    session: Session, settings: Settings, artifact: Artifact, temporary: Path
+    session: Session, settings: Settings, artifact: Artifact, pending: PendingObject
 ) -> None:
-    """Move the received bytes into place and commit the row that points at them."""
-    final = path_of(settings, artifact)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(temporary, final)
+    """Publish the received bytes under the file's key and commit the row that points at
+    them."""
+    pending.commit(artifact.storage_key)
     try:
         session.commit()
     except Exception:
-        final.unlink(missing_ok=True)
+        files(settings).delete(artifact.storage_key)
         raise
 
 
@@ -360,10 +354,9 @@ def complete_upload(
             f"must be {artifact.content_type}, the content_type declared for file {artifact.id}",
         )
     session.commit()  # no transaction stays open while the bytes stream in
-    fd, temporary = _temporary(settings)
+    pending = files(settings).begin(artifact.storage_key)
     try:
-        with os.fdopen(fd, "wb") as target:
-            received = _receive(source, target, artifact.size, media in TEXT_TYPES)
+        received = _receive(source, pending, artifact.size, media in TEXT_TYPES)
         if received.size != artifact.size:
             raise invalid(
                 "Content-Length header",
@@ -381,10 +374,10 @@ def complete_upload(
         )
         if won.rowcount != 1:  # type: ignore[attr-defined]
             raise _already_uploaded(artifact)
-        _commit_with_file(session, settings, artifact, temporary)
+        _commit_with_file(session, settings, artifact, pending)
     except BaseException:
         session.rollback()
-        temporary.unlink(missing_ok=True)
+        pending.abort()
         raise
     session.refresh(artifact)
     return artifact
@@ -453,8 +446,9 @@ def get(session: Session, principal: Principal, file_id: int) -> Artifact:
     return artifact
 
 
-def path_of(settings: Settings, artifact: Artifact) -> Path:
-    return root(settings) / artifact.storage_key
+def open_content(settings: Settings, artifact: Artifact) -> StoredObject:
+    """The stored bytes of a file, to stream; FileNotFoundError when the store has none."""
+    return files(settings).open(artifact.storage_key)
 
 
 def of_run(session: Session, run: TrainingRun) -> list[Artifact]:
@@ -492,7 +486,7 @@ def list_page(
 
 
 def delete(session: Session, settings: Settings, artifact: Artifact) -> None:
-    path = path_of(settings, artifact)
+    key = artifact.storage_key
     session.delete(artifact)
     session.commit()
-    path.unlink(missing_ok=True)
+    files(settings).delete(key)

@@ -3,6 +3,7 @@ the client chose. Another client's projects (and clients) are simply not found."
 
 from __future__ import annotations
 
+import re
 import time
 
 from sqlalchemy import func
@@ -17,6 +18,7 @@ from services.api.models import Client
 from services.api.models import Experiment
 from services.api.models import Project
 from services.api.models import TrainingRun
+from services.api.schemas.projects import PROJECT_ID_PATTERN
 from services.api.schemas.projects import ProjectCreate
 from services.api.schemas.projects import ProjectListQuery
 from services.api.store.paging import fetch_page
@@ -36,9 +38,12 @@ def client_id(session: Session, principal: Principal, client: str) -> int:
 
 
 def get(session: Session, principal: Principal, client: str, reference_id: str) -> Project:
+    owner = client_id(session, principal, client)
+    if not re.fullmatch(PROJECT_ID_PATTERN, reference_id):
+        raise not_found("project", reference_id[:100])  # no project can have this id
     project = session.scalar(
         select(Project).where(
-            Project.client_id == client_id(session, principal, client),
+            Project.client_id == owner,
             Project.reference_id == reference_id,
         )
     )

@@ -21,8 +21,9 @@ from shared.space import Task
 class RunContext(Protocol):
     """What a running objective may use from its surroundings."""
 
-    #: Directory private to this training run; it survives retries of the run, so an objective
-    #: that finds a checkpoint there resumes from it.
+    #: Directory private to this training run; it survives retries of the run (the worker
+    #: stores it through the API and fetches it for the next attempt, on whichever worker), so an
+    #: objective that finds a checkpoint there resumes from it.
     checkpoint_dir: Path
 
     @property
@@ -30,7 +31,8 @@ class RunContext(Protocol):
         """ "cuda" when a GPU is visible to this worker process, else "cpu"."""
 
     def report(self, epoch: int, values: Mapping[str, float]) -> None:
-        """Log one training-run checkpoint (per-epoch metric values)."""
+        """Log one training-run checkpoint (per-epoch metric values). Write the epoch's files
+        to ``checkpoint_dir`` first: a report is where the worker stores the directory."""
 
     def should_stop(self) -> bool:
         """True when the experiment was stopped or paused: checkpoint and return early."""

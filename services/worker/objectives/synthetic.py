@@ -2,8 +2,8 @@
 
 The task cost is the fidelity ``s``. ``sleep_per_cost`` (seconds per unit of cost, default 0)
 simulates training time, spread over ``epochs`` steps (default 4 x cost, at least 1); after each
-step the run reports a checkpoint and saves its progress, so a retried run resumes where the
-lost attempt stopped. Values are the test function's (both are minimised; use a metric with
+step the run saves its progress and then reports a checkpoint, so a retried run resumes where
+the lost attempt stopped. Values are the test function's (both are minimised; use a metric with
 ``objective: minimize``). Parameters: ``x1``..``x6`` in [0, 1] (Hartmann), ``x1`` in [-5, 10]
 and ``x2`` in [0, 15] (Branin).
 """
@@ -57,9 +57,10 @@ class _Synthetic(Objective):
             if context.should_stop():
                 break
             time.sleep(seconds)
+            # Checkpoint, then report (the worker stores the checkpoint directory at a report).
+            _save(progress, epoch)
             # An (imaginary) training curve that reaches the value at the last epoch.
             context.report(epoch, {"value": value + (epochs - epoch) / epochs})
-            _save(progress, epoch)
         return ObjectiveResult(value=value)
 
 
