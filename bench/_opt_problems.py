@@ -1,5 +1,13 @@
 """Benchmark problems for ``bench/optimizer.py``: four fidelities, cost = fidelity.
 
+Three families (`GROUPS`), each problem addressed by name (`problem`):
+
+* ``lcbench``: LCBench's surrogate on six OpenML instances (`_opt_lcbench`), named
+  ``lcbench-<instance>``; absent (with a message saying why) without the surrogate's files;
+* ``shifted``: Hartmann-6 whose cheap-task optimum shifts by 0, a small or a large amount
+  (`_opt_shifted`);
+* ``classic`` (the earlier benchmark):
+
 * ``hartmann``: BoTorch's `AugmentedHartmann` (6 parameters in [0, 1]), minimized.
 * ``branin``: BoTorch's `AugmentedBranin` (2 parameters), minimized.
 * ``mixed``: a learning-curve problem (reference P1): validation error after ``e`` of 80
@@ -12,7 +20,8 @@
 Every problem's fidelities are ``s in {1/8, 1/4, 1/2, 1}`` (tasks ``s1``..``s8``, Hyperband
 steps 1, 2, 4, 8). Regret is the noise-free full-fidelity value of a configuration minus the
 optimum; a target is a regret of at most a fraction (1%, 0.1%) of the function's range over the
-domain (``span``).
+domain (``span``). A problem whose curves continue (``continuable``: LCBench and the shifted
+family) lets a run at ``s`` be continued to ``s' > s`` for the difference in cost.
 """
 
 from __future__ import annotations
@@ -20,8 +29,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
+import _opt_lcbench as lcbench
+import _opt_shifted as shifted
 import numpy as np
 import torch
 from botorch.test_functions.multi_fidelity import AugmentedBranin
@@ -42,14 +54,18 @@ class Problem:
     optimum: float
     span: float
     budget: float
+    #: A run at one fidelity can be continued to a higher one for the difference in cost.
+    continuable: bool = False
+    #: Log-scaled doubles the evaluation rounds to integers (log-scaled ints to the anchors).
+    rounded: tuple[str, ...] = ()
 
-    def definition(self, multitask: bool) -> dict[str, Any]:
+    def definition(self, multitask: bool, workers: int = 4) -> dict[str, Any]:
         """SigOpt experiment JSON, with the four tasks or single-task at full cost."""
         out: dict[str, Any] = {
             "parameters": list(self.parameters),
             "metrics": [{"name": "value", "objective": "minimize"}],
             "observation_budget": self.budget,
-            "parallel_bandwidth": 4,
+            "parallel_bandwidth": workers,
         }
         if multitask:
             out["tasks"] = list(TASKS)
@@ -134,8 +150,81 @@ def _mixed_span() -> float:
     return max(values) - _MIXED_BASE
 
 
-def problems() -> dict[str, Problem]:
-    """The three problems by name (the spans are measured on dense random samples)."""
+#: Problem names by family; ``lcbench`` needs the surrogate (`_opt_lcbench.missing`).
+GROUPS = {
+    "lcbench": tuple(f"lcbench-{i}" for i in lcbench.INSTANCES),
+    "shifted": tuple(shifted.SHIFTS),
+    "classic": ("hartmann", "branin", "mixed"),
+}
+
+
+def expand(names: str) -> list[str]:
+    """Problem names from a comma-separated list of names and family names."""
+    out: list[str] = []
+    for name in names.split(","):
+        out += GROUPS.get(name, (name,))
+    return out
+
+
+@cache
+def problem(name: str) -> Problem:
+    """The problem called ``name`` (built once per process).
+
+    Raises:
+        ValueError: for an unknown name.
+        RuntimeError: for an LCBench problem without the surrogate, saying what is missing.
+    """
+    if name.startswith("lcbench-"):
+        reason = lcbench.missing()
+        if reason is not None:
+            raise RuntimeError(reason)
+        return _lcbench_problem(name.removeprefix("lcbench-"))
+    if name in shifted.SHIFTS:
+        return _shifted_problem(name)
+    classic = _classic()
+    if name not in classic:
+        raise ValueError(f"unknown problem {name!r}")
+    return classic[name]
+
+
+def _lcbench_problem(instance: str) -> Problem:
+    best, span = lcbench.landscape(instance)
+
+    def error(a: dict[str, Any], s: float) -> float:
+        return float(lcbench.surrogate().error(instance, [a], [lcbench.EPOCHS[s]])[0])
+
+    return Problem(
+        name=f"lcbench-{instance}",
+        parameters=lcbench.PARAMETERS,
+        evaluate=lambda a, s, rng: error(a, s),
+        true_value=lambda a: error(a, 1.0),
+        optimum=best,
+        span=span,
+        budget=16.0,
+        continuable=True,
+        rounded=lcbench.ROUNDED,
+    )
+
+
+def _shifted_problem(name: str) -> Problem:
+    shift = shifted.SHIFTS[name]
+    return Problem(
+        name=name,
+        parameters=shifted.PARAMETERS,
+        evaluate=lambda a, s, rng: (
+            shifted.value(shift, a, s) + float(rng.normal(0, shifted.NOISE))
+        ),
+        true_value=lambda a: shifted.value(shift, a, 1.0),
+        optimum=shifted.OPTIMUM,
+        span=shifted.SPAN,
+        budget=16.0,
+        continuable=True,
+    )
+
+
+@cache
+def _classic() -> dict[str, Problem]:
+    """The earlier three problems by name (the spans are measured on dense random samples)."""
     mixed = Problem(
         name="mixed",
         parameters=(

@@ -45,6 +45,8 @@ class Trace:
     failures: int = 0
     ask_seconds: list[float] = field(default_factory=list)
     spent: float = 0.0
+    #: When the last job finished; ``spent / (workers * clock)`` is the workers' utilization.
+    clock: float = 0.0
 
 
 def simulate(method: Method, evaluate: Any, budget: float, workers: int) -> Trace:
@@ -88,4 +90,5 @@ def simulate(method: Method, evaluate: Any, budget: float, workers: int) -> Trac
         if follow is not None and not closed and not start(follow):
             closed = True
     trace.spent = issued
+    trace.clock = clock
     return trace

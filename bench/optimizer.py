@@ -1,46 +1,39 @@
-"""Compare multitune's multitask BO with baselines at equal total cost (see `_opt_problems`).
+"""Compare multitune's multitask BO with the leading multi-fidelity methods at equal cost.
 
-Every (problem, method, seed) run simulates 4 asynchronous workers (`_opt_sim`) until the
-problem's budget (in full-cost evaluations) is spent. For each problem and method it prints:
+Every (problem, method, workers, seed) run simulates asynchronous workers (`_opt_sim`) until
+the problem's budget, in full-cost units, is spent. Problems (`_opt_problems`): LCBench's
+surrogate on six OpenML instances (``lcbench``; read from ``../shared/data/lcbench``, skipped
+with a message when absent) and Hartmann-6 with a cheap-task optimum shifted by 0, a small
+and a large amount (``shifted``); ``classic`` adds the earlier Hartmann, Branin and mixed
+problems. Methods (`_opt_methods`, `_opt_anchors`): multitune (``mtbo``) and the anchors,
+random search, Optuna TPE + Hyperband, DEHB, Syne Tune's MOBSTER and Hyper-Tune, and SMAC3's
+multi-fidelity facade.
 
-* final regret of the best full-cost observed configuration: median and IQR;
-* evaluations per fidelity, failures, and the optimizer's seconds per suggestion (mean, max);
-* per target level (``--targets``: a regret of at most 1% and 0.1% of the function's range),
-  cost-to-target: the compute consumed when the best full-cost observation first has regret
-  within the target, median and IQR over seeds, an unreached seed counting as infinite (shown
-  as ``>budget``), and the fraction of seeds that reach it.
+For each problem and worker count it prints, per method, the final regret (of the best
+full-cost observed configuration: median and IQR over seeds) and the cost-to-target: the
+compute consumed when that configuration first comes within the *target*, the final regret
+the best anchor (the one with the lowest median) reaches in its median run. A seed that never
+gets there counts as infinite (``>budget``); medians are the lower median (the 5th of 10), so
+the best anchor reaches its own target in at least half its seeds. Then the ratio of ``mtbo``'s
+median cost-to-target to the best anchor's (goal: at most 0.5), and a summary against the
+goals: that ratio on the median LCBench instance and on each shifted problem, at each worker
+count, and ``mtbo``'s median final regret at most the best anchor's on at least 5 of the 6
+LCBench instances.
 
-Random search and TPE + Hyperband are cheap to run, so their cost-to-target is also measured
-on a second run with ``--extend`` times the budget (rows ``random xN``, ``tpe_hb xN``); their
-final regret always comes from the equal-budget run. For random search the exact law is also
-known: with ``p`` the share of the space within the target (estimated from ``--mc`` uniform
-samples), its median cost-to-target is ``ln 2 / p`` full evaluations one at a time (row
-``random (law)``) and, with ``W`` workers busy, ``W`` times the rounds of ``W`` results its
-median number of draws needs (row ``random (law, W=4)``).
-
-Then, per problem and target, the cost-to-target ratio of ``mtbo`` to each baseline: the ratio
-of medians (using the extended runs and the law where they exist; ``<=`` when the baseline's
-median is still censored, so the true ratio is smaller) and the paired median ratio over seeds
-where both reach the target. The goals are <= 0.2 against random search and <= 0.5 against
-TPE + HB. A last line gives the floor of the ratio to ``random (law)``: with ``W`` workers
-busy, no method sees a full-cost result before ``W`` cost units (``W`` one-unit runs started
-together), so a loose target that random search reaches within about ``5 W`` evaluations
-cannot show a 5x gap at ``W`` workers (on Branin at 1%: 11.9 evaluations, floor 0.34 at
-``W = 4``); hence the tighter level, and ``--workers 1`` for the one-at-a-time comparison.
-
-multitune runs with the library's default settings (``--restarts``/``--raw-samples`` change the
-acquisition effort, ``--model fidelity`` or ``--model lcm`` the surrogate).
-
-Run: ``python bench/optimizer.py`` (10 seeds, all problems, 2 processes x 1 thread, 10 to 30
-minutes on the 2-core VM, whose speed varies); ``--seeds 2 --problems branin`` for a smoke run.
+Run: ``python bench/optimizer.py`` (10 seeds, 4 and 16 workers, LCBench and the shifted
+problems, 2 processes x 1 thread); ``--quick`` for a few-minute development run (3 seeds,
+4 workers, two LCBench instances and the large shift).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
+import os
 import sys
+import tempfile
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -49,79 +42,134 @@ from typing import Any
 
 import numpy as np
 
+# One BLAS thread per process: the processes already fill the cores, and SciPy's threaded
+# BLAS (Syne Tune's GP fits) then spent most of its time waiting (6x the single-thread CPU).
+for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_variable, "1")
 sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
 
+import _opt_lcbench  # noqa: E402
 from _opt_methods import METHODS  # noqa: E402
+from _opt_methods import MULTITUNE  # noqa: E402
 from _opt_methods import make_method  # noqa: E402
 from _opt_problems import FIDELITIES  # noqa: E402
-from _opt_problems import problems  # noqa: E402
+from _opt_problems import GROUPS  # noqa: E402
+from _opt_problems import expand  # noqa: E402
+from _opt_problems import problem  # noqa: E402
 from _opt_sim import simulate  # noqa: E402
 
 from services.suggester.optimizer import AcquisitionSettings  # noqa: E402
 from services.suggester.optimizer import BayesSettings  # noqa: E402
-from shared.design import random_point  # noqa: E402
-from shared.space import ExperimentSpec  # noqa: E402
 
-#: Heaviest first, so the two processes finish together.
-_WEIGHT = {"mtbo": 8, "sfbo": 2, "gp": 2, "tpe_hb": 1, "random": 0}
-#: Baselines that are also run with ``--extend`` times the budget.
-_EXTENDED = ("random", "tpe_hb")
+DEFAULT_METHODS = "mtbo,random,tpe_hb,dehb,mobster,hypertune,smac"
+#: Relative compute per run, so that the heaviest start first and the processes end together.
+_WEIGHT = {"mtbo": 10, "mtbo_restart": 10, "mtbo_ckpt": 12, "sfbo": 3, "mobster": 3}
+_WEIGHT |= {"hypertune": 3, "smac": 2, "gp": 2, "tpe_hb": 1}
+#: The ratio goal.
+GOAL = 0.5
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--problems", default="hartmann,branin,mixed")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--quick", action="store_true", help="3 seeds, W=4, 3 problems")
+    parser.add_argument("--seeds", type=int)
+    parser.add_argument("--problems", help="names or families: lcbench, shifted, classic")
+    parser.add_argument("--methods", default=DEFAULT_METHODS, help=f"of {','.join(METHODS)}")
+    parser.add_argument("--workers", help="simulated asynchronous workers, e.g. 4,16")
     parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=4, help="simulated asynchronous workers")
-    parser.add_argument("--extend", type=int, default=4, help="budget factor of extended runs")
-    parser.add_argument("--mc", type=int, default=200_000, help="samples for the random law")
-    parser.add_argument(
-        "--targets", default="0.01,0.001", help="target regrets, as fractions of the range"
-    )
-    parser.add_argument(
-        "--model", default="task", help="multitune model kind: task | fidelity | lcm"
-    )
+    parser.add_argument("--model", default="task", help="multitune model: task | fidelity | lcm")
     parser.add_argument("--restarts", type=int, default=4)
     parser.add_argument("--raw-samples", type=int, default=256)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a BayesSettings field, e.g. policy.promote=false (repeatable)",
+    )
     parser.add_argument("--json", help="also write every run's result to this file")
+    parser.add_argument(
+        "--reuse", help="take runs found in this earlier --json file instead of re-running them"
+    )
     args = parser.parse_args()
+    quick = args.quick
+    seeds = args.seeds or (3 if quick else 10)
+    default_problems = "lcbench-3945,lcbench-7593,shift_large" if quick else "lcbench,shifted"
+    names = expand(args.problems or default_problems)
+    workers = [int(w) for w in (args.workers or ("4" if quick else "4,16")).split(",")]
+    methods = args.methods.split(",")
+    reason = _opt_lcbench.missing()
+    if reason is not None and any(n.startswith("lcbench-") for n in names):
+        print(f"# skipping LCBench: {reason}")
+        names = [n for n in names if not n.startswith("lcbench-")]
     settings = BayesSettings(
         model=args.model,
         acquisition=AcquisitionSettings(num_restarts=args.restarts, raw_samples=args.raw_samples),
     )
-    names, methods = args.problems.split(","), args.methods.split(",")
-    targets = tuple(float(t) for t in args.targets.split(","))
-    runs: list[tuple[Any, ...]] = [
-        (p, m, seed, 1, args.workers, settings, targets)
+    for item in args.set:
+        settings = _override(settings, item)
+    runs = [
+        (p, m, w, seed, settings)
         for p in names
+        for w in workers
         for m in methods
-        for seed in range(args.seeds)
+        for seed in range(seeds)
     ]
-    runs += [
-        (p, m, seed, args.extend, args.workers, settings, targets)
-        for p in names
-        for m in methods
-        if m in _EXTENDED and args.extend > 1
-        for seed in range(args.seeds)
-    ]
-    runs.sort(key=lambda r: -_WEIGHT.get(r[1], 0) * r[3])
+    results = []
+    if args.reuse:
+        earlier = {_key(r): r for r in json.loads(Path(args.reuse).read_text())["runs"]}
+        results = [earlier[_key(r)] for r in runs if _key(r) in earlier]
+        runs = [r for r in runs if _key(r) not in earlier]
+        print(f"# reusing {len(results)} runs from {args.reuse}")
+    runs.sort(key=lambda r: -_WEIGHT.get(r[1], 0.5) * r[2] ** 0.5)
     began = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.processes, initializer=_quiet) as pool:
-        jobs = [(p, args.mc, targets) for p in names]
-        laws = pool.map(_random_law, jobs) if "random" in methods else []
-        results = list(pool.map(_run, runs))
-        law = dict(laws)
+        for i, result in enumerate(pool.map(_run, runs, chunksize=1)):
+            results.append(result)
+            if (i + 1) % max(len(runs) // 20, 1) == 0:
+                elapsed = time.perf_counter() - began
+                print(f"# {i + 1}/{len(runs)} runs, {elapsed:.0f} s", file=sys.stderr, flush=True)
+    wall = time.perf_counter() - began
+    cpu = sum(r["cpu"] for r in results[-len(runs) :]) if runs else 0.0
     print(
-        f"# {len(runs)} runs, {time.perf_counter() - began:.0f} s wall, "
-        f"{args.processes} processes x 1 thread, W={args.workers}, model={args.model}, "
-        f"restarts={args.restarts}, raw_samples={args.raw_samples}, extend={args.extend}"
+        f"# {len(runs)} runs here, {wall:.0f} s wall, {cpu:.0f} CPU s in the runs (about "
+        f"{cpu / args.processes:.0f} s on an unloaded machine), "
+        f"{args.processes} processes x 1 thread, "
+        f"{seeds} seeds, workers {','.join(map(str, workers))}, model={args.model}, "
+        f"restarts={args.restarts}, raw_samples={args.raw_samples}"
+        + "".join(f", {item}" for item in args.set)
     )
-    _print_tables(results, law, names, methods, args.extend, targets, args.workers)
+    summary = []
+    for name in names:
+        for w in workers:
+            rows = [r for r in results if r["problem"] == name and r["workers"] == w]
+            summary.append(_print_problem(name, w, methods, rows))
+    _print_summary(summary)
     if args.json:
-        Path(args.json).write_text(json.dumps({"runs": results, "law": law}, default=str))
+        Path(args.json).write_text(json.dumps({"runs": results, "wall": wall}, default=str))
+
+
+def _key(run: Any) -> tuple[str, str, int, int]:
+    """(problem, method, workers, seed) of a run tuple or a result."""
+    if isinstance(run, dict):
+        return run["problem"], run["method"], run["workers"], run["seed"]
+    return run[0], run[1], run[2], run[3]
+
+
+def _override(settings: Any, item: str) -> Any:
+    """``settings`` with the dotted field of ``FIELD=VALUE`` replaced (typed like the old)."""
+    path, text = item.split("=", 1)
+    head, _, rest = path.partition(".")
+    old = getattr(settings, head)
+    if rest:
+        return dataclasses.replace(settings, **{head: _override(old, f"{rest}={text}")})
+    value: Any = text
+    if isinstance(old, bool):
+        value = text.lower() in ("1", "true", "yes")
+    elif isinstance(old, int | float):
+        value = type(old)(text)
+    return dataclasses.replace(settings, **{head: value})
 
 
 def _quiet() -> None:
@@ -131,192 +179,150 @@ def _quiet() -> None:
     warnings.simplefilter("ignore")
 
 
-def _run(
-    run: tuple[str, str, int, int, int, BayesSettings, tuple[float, ...]],
-) -> dict[str, Any]:
-    name, method_name, seed, extend, workers, settings, targets = run
-    problem = problems()[name]
+def _run(run: tuple[str, str, int, int, BayesSettings]) -> dict[str, Any]:
+    """One seeded run; the trajectory of the incumbent's regret against consumed cost."""
+    name, method_name, workers, seed, settings = run
+    prob = problem(name)
     rng = np.random.default_rng(10_000 + seed)
-    method = make_method(method_name, problem, seed, settings)
-    began = time.perf_counter()
-    budget = problem.budget * extend
-    trace = simulate(method, lambda a, s: problem.evaluate(a, s, rng), budget, workers)
-    best, best_regret = math.inf, math.inf
-    reached = {str(target): math.inf for target in targets}
+    began, cpu = time.perf_counter(), time.process_time()
+    with tempfile.TemporaryDirectory() as workdir:
+        method = make_method(method_name, prob, seed, settings, workers, Path(workdir), rng)
+        trace = simulate(method, lambda a, s: prob.evaluate(a, s, rng), prob.budget, workers)
+    best, regret = math.inf, math.inf
+    path: list[tuple[float, float]] = []
     for consumed, assignments, value in trace.results:
         if value < best:
-            best, best_regret = value, problem.regret(assignments)
-            for target in targets:
-                if best_regret <= target * problem.span and math.isinf(reached[str(target)]):
-                    reached[str(target)] = consumed
+            best, regret = value, prob.regret(assignments)
+            path.append((consumed, regret))
+    sources = getattr(method, "sources", {})
+    continued = sum(
+        o.continues is not None for o in getattr(method, "observations", []) if not o.failed
+    )
     return {
         "problem": name,
-        "method": method_name if extend == 1 else f"{method_name} x{extend}",
+        "method": method_name,
+        "workers": workers,
         "seed": seed,
-        "reached": reached,
-        "regret": best_regret,
-        "evaluations": trace.evaluations,
+        "regret": regret,
+        "path": path,
+        "evaluations": {str(s): n for s, n in trace.evaluations.items()},
         "failures": trace.failures,
+        "continued": continued,
+        "utilization": trace.spent / (workers * trace.clock) if trace.clock else 0.0,
+        "spread": float(np.median(method.spread)) if getattr(method, "spread", None) else None,
+        "sources": sources,
         "ask_mean": float(np.mean(trace.ask_seconds)) if trace.ask_seconds else 0.0,
         "ask_max": max(trace.ask_seconds, default=0.0),
         "wall": time.perf_counter() - began,
+        "cpu": time.process_time() - cpu,
     }
 
 
-def _random_law(
-    job: tuple[str, int, tuple[float, ...]],
-) -> tuple[str, dict[float, tuple[int, int]]]:
-    """Per target, (hits within it, samples) of uniform full-cost random search on a problem."""
-    name, samples, targets = job
-    problem = problems()[name]
-    spec = ExperimentSpec.from_json(problem.definition(multitask=False))
-    rng = np.random.default_rng(0)
-    regrets = np.array([problem.regret(random_point(spec, rng)[0]) for _ in range(samples)])
-    return name, {t: (int((regrets <= t * problem.span).sum()), samples) for t in targets}
+def _lower(values: list[float], q: float) -> float:
+    return float(np.quantile(np.array(values, dtype=float), q, method="lower"))
 
 
-def _quantiles(values: list[float]) -> tuple[float, float, float]:
-    q = np.quantile(np.array(values, dtype=float), [0.5, 0.25, 0.75], method="lower")
-    return float(q[0]), float(q[1]), float(q[2])
+def _reach(path: list[tuple[float, float]], level: float) -> float:
+    """Consumed cost when the incumbent first has regret at most ``level`` (inf if never)."""
+    tolerance = 1e-9 * max(abs(level), 1.0)
+    return next((c for c, r in path if r <= level + tolerance), math.inf)
 
 
-def _cost(value: float, budget: float) -> str:
+def _spread(rows: list[dict[str, Any]]) -> str:
+    values = [r["spread"] for r in rows if r.get("spread") is not None]
+    return f"{np.median(values):.2f}" if values else ""
+
+
+def _fmt(value: float, budget: float) -> str:
     return f">{budget:g}" if math.isinf(value) else f"{value:.2f}"
 
 
-def _print_tables(
-    results: list[dict[str, Any]],
-    law: dict[str, dict[float, tuple[int, int]]],
-    names: list[str],
-    methods: list[str],
-    extend: int,
-    targets: tuple[float, ...],
-    workers: int,
-) -> None:
-    catalog = problems()
-    labels = methods + [f"{m} x{extend}" for m in methods if m in _EXTENDED and extend > 1]
-    for name in names:
-        problem = catalog[name]
-        by_label = {
-            label: rows
-            for label in labels
-            if (rows := [r for r in results if r["problem"] == name and r["method"] == label])
-        }
-        print(f"\n## {name}: budget {problem.budget:g}, range {problem.span:.4g}")
-        print(
-            "| method | seeds | final regret median [IQR] | evals at s=1/8,1/4,1/2,1 | failures "
-            "| s/suggestion mean / max | wall s |"
+def _print_problem(
+    name: str, workers: int, methods: list[str], rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The per-method table of one problem at one worker count; its summary row."""
+    prob = problem(name)
+    budget = prob.budget
+    by_method = {m: [r for r in rows if r["method"] == m] for m in methods}
+    by_method = {m: v for m, v in by_method.items() if v}
+    medians = {m: _lower([r["regret"] for r in v], 0.5) for m, v in by_method.items()}
+    anchors = [m for m in by_method if m not in MULTITUNE]
+    best = min(anchors, key=lambda m: medians[m]) if anchors else None
+    level = medians[best] if best else 0.0
+    print(f"\n## {name}, {workers} workers: budget {budget:g}, range {prob.span:.4g}")
+    if best:
+        print(f"target: regret <= {level:.4g}, the median final regret of {best}")
+    print(
+        "| method | seeds | final regret median [IQR] | cost-to-target: reached, median [IQR] "
+        "| evals at s=1/8,1/4,1/2,1 | continued | busy | spread | s/ask mean / max | CPU s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    costs: dict[str, float] = {}
+    for m, v in by_method.items():
+        regrets = [r["regret"] for r in v]
+        reach = [_reach(r["path"], level) for r in v]
+        costs[m] = _lower(reach, 0.5)
+        reached = sum(not math.isinf(c) for c in reach)
+        evals = "/".join(
+            f"{np.mean([r['evaluations'].get(str(s), 0) for r in v]):.1f}" for s in FIDELITIES
         )
-        print("|---|---|---|---|---|---|---|")
-        for label, rows in by_label.items():
-            regret = _quantiles([r["regret"] for r in rows])
-            evals = "/".join(
-                f"{np.mean([r['evaluations'].get(s, 0) for r in rows]):.1f}" for s in FIDELITIES
-            )
-            regret_text = (
-                "(see equal budget)"
-                if " x" in label
-                else f"{regret[0]:.4g} [{regret[1]:.4g}, {regret[2]:.4g}]"
-            )
-            print(
-                f"| {label} | {len(rows)} | {regret_text} | {evals} | "
-                f"{np.mean([r['failures'] for r in rows]):.1f} | "
-                f"{np.mean([r['ask_mean'] for r in rows]):.3f} / "
-                f"{max(r['ask_max'] for r in rows):.2f} | "
-                f"{np.mean([r['wall'] for r in rows]):.0f} |"
-            )
-        for target in targets:
-            law_hits = law.get(name, {}).get(target)
-            _print_target(problem, by_label, law_hits, extend, target, workers)
-
-
-def _print_target(
-    problem: Any,
-    by_label: dict[str, list[dict[str, Any]]],
-    law: tuple[int, int] | None,
-    extend: int,
-    target: float,
-    workers: int,
-) -> None:
-    """Cost-to-target rows and ratios at one target level."""
-    key = str(target)
-    print(f"\n{problem.name}, target regret <= {target:g} x range = {target * problem.span:.4g}:")
-    print("| method | reached | cost-to-target median [IQR] |")
-    print("|---|---|---|")
-    medians: dict[str, tuple[float, bool]] = {}
-    for label, rows in by_label.items():
-        budget = problem.budget * (extend if " x" in label else 1)
-        cost = _quantiles([r["reached"][key] for r in rows])
-        medians[label] = (cost[0] if not math.isinf(cost[0]) else budget, math.isinf(cost[0]))
-        reached = sum(not math.isinf(r["reached"][key]) for r in rows)
         print(
-            f"| {label} | {reached}/{len(rows)} | {_cost(cost[0], budget)} "
-            f"[{_cost(cost[1], budget)}, {_cost(cost[2], budget)}] |"
+            f"| {m} | {len(v)} | {_lower(regrets, 0.5):.4g} [{_lower(regrets, 0.25):.4g}, "
+            f"{_lower(regrets, 0.75):.4g}] | {reached}/{len(v)}, {_fmt(costs[m], budget)} "
+            f"[{_fmt(_lower(reach, 0.25), budget)}, {_fmt(_lower(reach, 0.75), budget)}] | "
+            f"{evals} | {np.mean([r['continued'] for r in v]):.1f} | "
+            f"{np.mean([r.get('utilization', 0.0) for r in v]):.2f} | {_spread(v)} | "
+            f"{np.mean([r['ask_mean'] for r in v]):.3f} / {max(r['ask_max'] for r in v):.2f} | "
+            f"{np.mean([r['cpu'] for r in v]):.0f} |"
         )
-    if law is not None:
-        hits, samples = law
-        median = math.log(2) * samples / max(hits, 1)
-        medians["random (law)"] = (median, hits == 0)
-        print(f"| random (law) | p = {hits}/{samples} | {'>' if hits == 0 else ''}{median:.3g} |")
-        if workers > 1 and hits:
-            parallel = _parallel_law(hits / samples, workers)
-            medians[f"random (law, W={workers})"] = (parallel, False)
-            print(f"| random (law, W={workers}) | | {parallel:.3g} |")
-    _print_ratios(problem.name, medians, by_label, extend, key)
-    if workers > 1 and "random (law)" in medians:
-        law_median = medians["random (law)"][0]
+    row: dict[str, Any] = {"problem": name, "workers": workers, "best": best, "level": level}
+    if best and "mtbo" in costs:
+        ours, theirs = costs["mtbo"], costs[best]
+        ratio = ours / theirs if theirs > 0 else math.inf
+        row.update(ratio=ratio, ours=ours, theirs=theirs, regret=medians["mtbo"])
+        text = f"> {budget / theirs:.3g}" if math.isinf(ours) else f"{ratio:.3g}"
+        verdict = "met" if ratio <= GOAL else "missed"
         print(
-            f"- {problem.name}: floor: with {workers} workers busy, the first full-cost result "
-            f"comes after at least {workers} cost units, {workers / law_median:.3g} x random (law)"
+            f"- {name}, W={workers}: cost-to-target mtbo / {best} = {text} (goal <= {GOAL}: "
+            f"{verdict}); final regret mtbo {medians['mtbo']:.4g} vs {level:.4g}"
         )
+    return row
 
 
-def _parallel_law(p: float, workers: int) -> float:
-    """Median cost-to-target of full-cost random search with ``workers`` busy workers.
-
-    Results arrive in rounds of ``workers``, the ``n``-th after ``workers * ceil(n / workers)``
-    cost units; the target is first hit at the ``n``-th draw with ``P(N <= n) = 1 - (1-p)^n``.
-    """
-    draws = math.ceil(math.log(0.5) / math.log1p(-p))
-    return float(workers * math.ceil(draws / workers))
-
-
-def _print_ratios(
-    name: str,
-    medians: dict[str, tuple[float, bool]],
-    by_label: dict[str, list[dict[str, Any]]],
-    extend: int,
-    key: str,
-) -> None:
-    if "mtbo" not in medians:
+def _print_summary(summary: list[dict[str, Any]]) -> None:
+    rows = [r for r in summary if "ratio" in r]
+    if not rows:
         return
-    ours, censored = medians["mtbo"]
-    goals = {"random": 0.2, "tpe_hb": 0.5}
-    baselines = [label for label in medians if label.startswith("random (law")]
-    for baseline in (*baselines, f"random x{extend}", f"tpe_hb x{extend}", "sfbo", "gp"):
-        if baseline not in medians:
-            continue
-        theirs, bound = medians[baseline]
-        if censored:
-            ratio = "n/a (mtbo median not reached)"
-        else:
-            ratio = f"{'<= ' if bound else ''}{ours / theirs:.3g}"
-        goal = goals.get(baseline.split(" ")[0])
-        verdict = "" if goal is None else f" (goal <= {goal})"
-        paired = _paired(by_label, baseline, key)
-        print(f"- {name}: cost-to-target mtbo / {baseline} = {ratio}{verdict}; {paired}")
-
-
-def _paired(by_label: dict[str, list[dict[str, Any]]], baseline: str, key: str) -> str:
-    ours = {r["seed"]: r["reached"][key] for r in by_label["mtbo"]}
-    ratios = [
-        ours[r["seed"]] / r["reached"][key]
-        for r in by_label.get(baseline, [])
-        if not math.isinf(ours.get(r["seed"], math.inf)) and not math.isinf(r["reached"][key])
-    ]
-    if not ratios:
-        return "no paired seed reaches the target"
-    return f"paired median {np.median(ratios):.3f} over {len(ratios)} seeds where both reach"
+    print("\n## Summary against the goals")
+    print(
+        "| problem | W | best anchor | target regret | mtbo cost | anchor cost | ratio "
+        "| mtbo final regret |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        budget = problem(r["problem"]).budget
+        ratio = f"> {budget / r['theirs']:.3g}" if math.isinf(r["ours"]) else f"{r['ratio']:.3g}"
+        print(
+            f"| {r['problem']} | {r['workers']} | {r['best']} | {r['level']:.4g} | "
+            f"{_fmt(r['ours'], budget)} | {_fmt(r['theirs'], budget)} | {ratio} | "
+            f"{r['regret']:.4g} |"
+        )
+    for w in sorted({r["workers"] for r in rows}):
+        lc = [r for r in rows if r["workers"] == w and r["problem"] in GROUPS["lcbench"]]
+        if lc:
+            ratios = sorted(r["ratio"] for r in lc)
+            median = ratios[(len(ratios) - 1) // 2]
+            wins = sum(r["regret"] <= r["level"] for r in lc)
+            print(
+                f"- W={w}: median LCBench ratio {median:.3g} over {len(lc)} instances "
+                f"(goal <= {GOAL}: {'met' if median <= GOAL else 'missed'}); final regret <= "
+                f"the best anchor's on {wins}/{len(lc)} (goal >= 5 of 6: "
+                f"{'met' if wins >= 5 and len(lc) >= 6 else 'missed'})"
+            )
+        for r in rows:
+            if r["workers"] == w and r["problem"] in GROUPS["shifted"]:
+                verdict = "met" if r["ratio"] <= GOAL else "missed"
+                print(f"- W={w}: {r['problem']} ratio {r['ratio']:.3g} ({verdict})")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Suggestion latency of multitune's optimizer at 50, 100, 300 and 1,000 observations.
+"""Suggestion latency of multitune's optimizer at 50 to 1,000 observations and 3 or 16 pending.
 
 The experiment has 8 parameters (two log-scaled doubles, two doubles, an int, a grid int and two
 categoricals) and 4 tasks (costs 1/8, 1/4, 1/2, 1); the history is synthetic (random
@@ -95,7 +95,7 @@ def _observation(spec: ExperimentSpec, rng: np.random.Generator) -> Observation:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="50,100,300,1000")
+    parser.add_argument("--rows", default="50:3,100:3,300:3,1000:3,1000:16")
     parser.add_argument("--calls", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -106,15 +106,15 @@ def main() -> None:
     spec = ExperimentSpec.from_json(SPEC)
     optimizer = MultitaskOptimizer()
     print(
-        f"# 8 parameters, 4 tasks, 3 pending, k=1, {args.threads} thread(s), "
-        f"{args.calls} timed calls per size"
+        f"# 8 parameters, 4 tasks, k=1, {args.threads} thread(s), {args.calls} timed calls per row"
     )
-    print("| observations | p50 s | p95 s | max s | refits | promotions | fallbacks |")
-    print("|---|---|---|---|---|---|---|")
-    for n in (int(s) for s in args.sizes.split(",")):
+    print("| observations | pending | p50 s | p95 s | max s | refits | promotions | fallbacks |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in args.rows.split(","):
+        n, busy = (int(part) for part in row.split(":"))
         rng = np.random.default_rng(n)
         history = [_observation(spec, rng) for _ in range(n - 1)]
-        pending = [Pending(*random_point(spec, rng)) for _ in range(3)]
+        pending = [Pending(*random_point(spec, rng)) for _ in range(busy)]
         state = optimizer.suggest(spec, history, pending, 1, 0).state
         times, refits, promotions, fallbacks = [], 0, 0, 0
         for _ in range(args.calls):
@@ -129,7 +129,8 @@ def main() -> None:
             fallbacks += candidate.source == "fallback"
         p50, p95 = np.quantile(times, [0.5, 0.95])
         print(
-            f"| {n} | {p50:.2f} | {p95:.2f} | {max(times):.2f} | {refits} | {promotions} | "
+            f"| {n} | {busy} | {p50:.2f} | {p95:.2f} | {max(times):.2f} | {refits} | "
+            f"{promotions} | "
             f"{fallbacks} |",
             flush=True,
         )

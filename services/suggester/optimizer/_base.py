@@ -28,6 +28,11 @@ class Observation:
     ``values`` maps metric names to values and is empty when ``failed``; ``stddevs`` maps metric
     names to the reported ``value_stddev`` where one was given. ``task`` is None for a
     single-task experiment.
+
+    Continuation (optional per objective; see `_continuation`): ``run`` is an opaque id of the
+    run whose checkpoint holds this result, set by the caller only when that run can be
+    continued to a costlier task; ``continues`` is the ``run`` of the observation this
+    evaluation continued from, which makes its cost the difference of the two tasks' costs.
     """
 
     assignments: dict[str, Any]
@@ -35,14 +40,18 @@ class Observation:
     values: dict[str, float]
     stddevs: dict[str, float] = field(default_factory=dict)
     failed: bool = False
+    run: str | None = None
+    continues: str | None = None
 
 
 @dataclass(frozen=True)
 class Pending:
-    """An open suggestion whose evaluation is still running."""
+    """An open suggestion whose evaluation is still running (``continues`` as in
+    `Observation`)."""
 
     assignments: dict[str, Any]
     task: str | None
+    continues: str | None = None
 
 
 @dataclass(frozen=True)
@@ -50,13 +59,17 @@ class Candidate:
     """A suggestion to evaluate next.
 
     ``source`` is one of `SOURCES`; ``info`` is JSON-serialisable audit data (acquisition
-    value, the task-choice table, timings, or the error text of a fallback).
+    value, the task-choice table, timings, or the error text of a fallback). ``continues`` is
+    the ``run`` of an observation of the same assignments on a cheaper task: the evaluation
+    should resume that run's checkpoint and train on to ``task``, and it costs only the
+    difference; None means a run from scratch.
     """
 
     assignments: dict[str, Any]
     task: str | None
     source: str
     info: dict[str, Any] = field(default_factory=dict)
+    continues: str | None = None
 
 
 @dataclass(frozen=True)

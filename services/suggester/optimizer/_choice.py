@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from enum import Enum
 from typing import Any
 from typing import Literal
@@ -34,6 +35,7 @@ from services.suggester.optimizer._acquisition import target_acquisition
 from services.suggester.optimizer._acquisition import task_scores
 from services.suggester.optimizer._base import Candidate
 from services.suggester.optimizer._base import Observation
+from services.suggester.optimizer._continuation import Runs
 from services.suggester.optimizer._data import TrainingData
 from services.suggester.optimizer._policy import PolicySettings
 from services.suggester.optimizer._policy import Spend
@@ -74,6 +76,7 @@ class CandidateChooser:
         acquisition: Stage-A effort.
         policy: Budget guards.
         used: Keys of observed, pending and already chosen pairs (the caller adds new ones).
+        runs: The history's continuable runs; a candidate continues one where it can.
     """
 
     def __init__(
@@ -85,8 +88,10 @@ class CandidateChooser:
         acquisition: AcquisitionSettings,
         policy: PolicySettings,
         used: set[str],
+        runs: Runs,
     ) -> None:
         self.spec = spec
+        self.runs = runs
         self.transform = transform
         self.data = data
         self.acquisition = acquisition
@@ -102,7 +107,15 @@ class CandidateChooser:
     def next(
         self, models: list[GPyTorchModel], spend: Spend, rng: np.random.Generator, seed: int
     ) -> Candidate:
-        """The next candidate given ``models`` (one per outcome) and the spend so far."""
+        """The next candidate given ``models`` (one per outcome) and the spend so far; it
+        continues an earlier run of its assignments where `Runs.base` finds one."""
+        candidate = self._choose(models, spend, rng, seed)
+        continues = self.runs.base(candidate.assignments, candidate.task)
+        return replace(candidate, continues=continues) if continues else candidate
+
+    def _choose(
+        self, models: list[GPyTorchModel], spend: Spend, rng: np.random.Generator, seed: int
+    ) -> Candidate:
         reason = guard(self.spec, spend, self.policy) if self.target else None
         if reason != "cap" and self._can_promote():
             promoted = self._promotion(models[0])

@@ -45,6 +45,7 @@ from services.suggester.optimizer._base import SuggestResult
 from services.suggester.optimizer._base import history_seed
 from services.suggester.optimizer._base import used_keys
 from services.suggester.optimizer._choice import CandidateChooser
+from services.suggester.optimizer._continuation import Runs
 from services.suggester.optimizer._data import build_training_data
 from services.suggester.optimizer._design import design_candidates
 from services.suggester.optimizer._design import design_remaining
@@ -116,7 +117,7 @@ class MultitaskOptimizer(Optimizer):
         if not any(not o.failed and o.values for o in observations):
             candidates += random_candidates(spec, used, rest, rng, "random")
             return SuggestResult(candidates, state)
-        running = [*pending, *(Pending(c.assignments, c.task) for c in candidates)]
+        running = [*pending, *(Pending(c.assignments, c.task, c.continues) for c in candidates)]
         trial_used = set(used)
         try:
             more, state["model"] = self._model_candidates(
@@ -157,12 +158,20 @@ class MultitaskOptimizer(Optimizer):
             if pending:
                 rows = transform.encode_rows([(p.assignments, p.task) for p in pending])
                 models = _believe(models, rows)
+            runs = Runs(spec, observations)
             spend = Spend()
             items: list[Observation | Pending] = [*observations, *pending]
             for item in items:
-                spend.add(spec, item.task)
+                spend.add(spec, item.task, runs.charged(item.task, item.continues))
             chooser = CandidateChooser(
-                spec, transform, data, observations, settings.acquisition, settings.policy, used
+                spec,
+                transform,
+                data,
+                observations,
+                settings.acquisition,
+                settings.policy,
+                used,
+                runs,
             )
             out = []
             for i in range(k):
@@ -176,7 +185,7 @@ class MultitaskOptimizer(Optimizer):
                 )
                 out.append(candidate)
                 used.add(assignment_key(candidate.assignments, candidate.task))
-                spend.add(spec, candidate.task)
+                spend.add(spec, candidate.task, runs.charged(candidate.task, candidate.continues))
                 row = transform.encode(candidate.assignments, candidate.task)
                 models = _believe(models, torch.as_tensor(row).unsqueeze(0))
         return out, new_state

@@ -1,6 +1,7 @@
 """Budget guards of MF-2S: which tasks the next evaluation may use, and which one to pick.
 
-Spend is counted in cost units, pending evaluations included.
+Spend is counted in cost units, pending evaluations included; an evaluation that continues an
+earlier run counts the difference of the two tasks' costs (`_continuation`).
 
 * Final phase: once ``1 - final_share`` of the observation budget is spent, only the full-cost
   task is run: information bought on a cheap task then has no time left to pay off.
@@ -41,8 +42,9 @@ class Spend:
     total: float = 0.0
     target: float = 0.0
 
-    def add(self, spec: ExperimentSpec, task: str | None) -> None:
-        cost = spec.task_cost(task)
+    def add(self, spec: ExperimentSpec, task: str | None, cost: float | None = None) -> None:
+        """Count an evaluation on ``task`` charged ``cost`` (the task's cost by default)."""
+        cost = spec.task_cost(task) if cost is None else cost
         self.total += cost
         if is_full_cost(spec, task):
             self.target += cost

@@ -64,7 +64,29 @@ def test_the_discrepancy_term_learns_a_task_difference_along_its_own_direction()
     assert lcm < 0.5 * icm, (lcm, icm)
 
 
-@pytest.mark.parametrize("kind", ["fidelity", "lcm"])
+def _bump(x: float, y: float, task: str) -> float:
+    """A basin whose centre sits 0.3 further along x on the cheap task."""
+    cx = 0.35 if task == "full" else 0.65
+    return float(np.exp(-8 * ((x - cx) ** 2 + (y - 0.5) ** 2)) - (0.2 if task == "cheap" else 0))
+
+
+def test_the_shift_kernel_learns_where_a_cheap_optimum_moved() -> None:
+    rng = np.random.default_rng(1)
+    observations = []
+    for task, count in (("cheap", 40), ("full", 8)):
+        for x, y in rng.random((count, 2)):
+            observations.append(Observation({"x": x, "y": y}, task, {"value": _bump(x, y, task)}))
+    transform = SpaceTransform(PLANE, task_values(PLANE, "shift"))
+    data = build_training_data(PLANE, transform, observations, 300, 0, False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        models, _, _ = fit_models("shift", transform, data, len(observations), None, FitSettings())
+    shift = next(k for k in models[0].covar_module.kernels if hasattr(k, "shift")).shift.detach()
+    assert 0.15 < float(shift[0, 0]) < 0.45 and abs(float(shift[0, 1])) < 0.1, shift
+    assert float(shift[1].abs().max()) == 0.0  # the full-cost task does not move
+
+
+@pytest.mark.parametrize("kind", ["fidelity", "lcm", "shift"])
 def test_the_benchmark_only_kinds_suggest_from_the_model_and_warm_start(kind: str) -> None:
     settings = dataclasses.replace(FAST, model=kind)
     spec = all_kinds()
@@ -76,5 +98,7 @@ def test_the_benchmark_only_kinds_suggest_from_the_model_and_warm_start(kind: st
     params = first.state["model"]["params"][0]
     if kind == "lcm":  # the discrepancy term is the second kernel of the sum
         assert any(name.startswith("covar_module.kernels.1.") for name in params)
+    elif kind == "shift":  # the input offsets are fitted
+        assert any("raw_shift" in name for name in params), sorted(params)
     else:  # the downsampling kernel's offset and power are fitted
         assert any("power" in name for name in params), sorted(params)
