@@ -124,17 +124,21 @@ def test_redis_restarted_without_its_data_is_rebuilt_from_the_store(
     platform = Platform(tmp_path, server.url, **LEASES)
     try:
         api = _start(platform)
-        eid = api.post("/experiments", BRANIN)["id"]
+        # A budget that leaves runs queued for a while after the first results (3 in flight
+        # on 2 workers), however fast the machine trains them.
+        eid = api.post("/experiments", {**BRANIN, "observation_budget": 12})["id"]
         client_driven = api.post(
             "/experiments", {**BRANIN, "name": "client driven", "objective": None}
         )["id"]
         client = redis.Redis.from_url(server.url)
         wait_for(lambda: client.llen(pool_key(client_driven)) > 0, 60, "a pool", platform)
-        wait_for(lambda: _observations(api, eid) >= 2, 120, "two observations", platform)
         queued = wait_for(
-            lambda: list(api.iterate(f"/experiments/{eid}/training_runs", state="queued")),
-            60,
-            "a queued run",
+            lambda: (
+                _observations(api, eid) >= 2
+                and list(api.iterate(f"/experiments/{eid}/training_runs", state="queued"))
+            ),
+            120,
+            "two observations and a queued run",
             platform,
         )
         server.stop(signal.SIGKILL)
@@ -149,7 +153,7 @@ def test_redis_restarted_without_its_data_is_rebuilt_from_the_store(
         experiment = _completes(api, eid, platform)
         for run in queued:  # the queued runs lost with the broker's queue trained after all
             assert api.get(f"/training_runs/{run['id']}")["state"] == "completed"
-        assert experiment["progress"]["observation_count"] >= 5
+        assert experiment["progress"]["observation_count"] >= 12
         assert all(process.poll() is None for process in platform.running.values())
     finally:
         platform.stop_all()
