@@ -254,6 +254,19 @@ def postgres_database() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def create_token(env: dict[str, str], client: str = "acme") -> str:
+    """A client token made by ``multitune token create`` with the platform's ``env``."""
+    out = subprocess.run(
+        [sys.executable, "-m", "services.cli", "token", "create", "--name", client],
+        env=env,
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip().splitlines()[-1]
+
+
 def wait_http(url: str, timeout_s: float = 60.0, process: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -354,15 +367,7 @@ class Platform(Processes):
         wait_http(f"{self.api_url}/healthz", process=process)
 
     def token(self, client: str = "acme") -> str:
-        out = subprocess.run(
-            [sys.executable, "-m", "services.cli", "token", "create", "--name", client],
-            env=self.env,
-            cwd=REPO,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        return out.stdout.strip().splitlines()[-1]
+        return create_token(self.env, client)
 
     def cli(self, *args: str, token: str | None = None) -> subprocess.CompletedProcess[str]:
         env = {**self.env, **({"MULTITUNE_TOKEN": token} if token else {})}

@@ -15,6 +15,7 @@ import requests
 
 from shared.api_client import ApiClient
 from tests.services import REPO
+from tests.services import create_token
 from tests.services import free_port
 from tests.services import wait_for
 from tests.services import wait_http
@@ -71,14 +72,7 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s=120, process=up)
-        token = subprocess.run(
-            [sys.executable, "-m", "services.cli", "token", "create", "--name", "acme"],
-            env=env,
-            cwd=REPO,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        token = create_token(env)
         api = ApiClient(f"http://127.0.0.1:{port}", token)
         eid = api.post("/experiments", BRANIN)["id"]
         wait_for(

@@ -22,6 +22,7 @@ from shared.settings import Settings
 from tests import inprocess
 from tests.platform_tests.conftest import check_finished_experiment
 from tests.services import REPO
+from tests.services import create_token
 from tests.services import free_port
 from tests.services import wait_for
 from tests.services import wait_http
@@ -94,14 +95,7 @@ def test_a_sigkilled_worker_is_restarted_and_the_experiment_completes(
 
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", timeout_s=120, process=up)
-        token = subprocess.run(
-            [sys.executable, "-m", "services.cli", "token", "create", "--name", "acme"],
-            env=env,
-            cwd=REPO,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
+        token = create_token(env)
         api = ApiClient(f"http://127.0.0.1:{port}", token, retry_for_s=30)
         wait_for(lambda: "status: " in printed(), 120, "up's first status line")
         eid = api.post("/experiments", BRANIN)["id"]
