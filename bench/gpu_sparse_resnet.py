@@ -1,15 +1,23 @@
-"""GPU benchmark: dense vs sparse ResNet-50 training images/s (bf16, channels_last), k-WTA cost.
+"""GPU benchmark: dense vs sparse ResNet-50 training images/s (bf16, channels_last), k-WTA cost,
+and the data-parallel scaling of the sparse model over the GPUs present.
 
 Usually run through ``bench/gpu_sparse_resnet.sh``. On CUDA it trains on synthetic 224 px
 batches under bf16 autocast with channels_last inputs and weights, and prints for three models
 built by the same builder (``dense``: torchvision ResNet-50; ``masks``: sparse weights, ReLU;
 ``sparse``: sparse weights + k-WTA):
 
-* training images/s (forward, backward, SGD step, rezero), median over timed windows;
+* training images/s (forward, backward, SGD step, rezero), median over timed windows, and
+  sparse / dense (the goal is >= 0.85);
 * k-WTA time per step, two ways: the step-time difference ``sparse - masks``, and the summed
-  forward time of the 13 k-WTA modules measured with CUDA events.
+  forward time of the 13 k-WTA modules measured with CUDA events;
+* the per-position threshold alone on the k-WTA inputs of one step: ``topk`` (the reference)
+  against the fused Triton selection (CUDA only);
+* with several GPUs, the sparse model trained with DistributedDataParallel over all of them (one
+  process per GPU, the objective's own code: duty cycles summed over the ranks, batch per GPU as
+  above) and the scaling efficiency ``images/s on N GPUs / (N x images/s on one)``.
 
-``--device cpu --tiny`` is a seconds-long smoke run of the same code (narrow net, 32 px).
+``--device cpu --tiny`` is a seconds-long smoke run of the same code (narrow net, 32 px; the
+data-parallel part over 2 CPU processes with gloo).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +38,13 @@ from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from services.worker.training.distributed import EpochReporter  # noqa: E402
+from services.worker.training.distributed import Ranks  # noqa: E402
+from services.worker.training.distributed import run_ranks  # noqa: E402
 from services.worker.training.kwinners import KWinnersBase  # noqa: E402
+from services.worker.training.kwinners import count_over_ranks  # noqa: E402
+from services.worker.training.kwinners import kth_largest  # noqa: E402
+from services.worker.training.kwinners import topk_threshold  # noqa: E402
 from services.worker.training.sparse_resnet import SparseResNetSpec  # noqa: E402
 from services.worker.training.sparse_resnet import build_sparse_resnet  # noqa: E402
 from services.worker.training.sparse_weights import rezero_weights  # noqa: E402
@@ -111,6 +126,80 @@ def kwta_forward_ms(
     return float(total) / steps
 
 
+def threshold_ms(model: nn.Module, x: Tensor, device: torch.device) -> dict[str, float]:
+    """Milliseconds per step of the per-position k-WTA threshold on the inputs the k-WTA modules
+    of ``model`` see for batch ``x``: ``topk`` and, on CUDA, the fused selection."""
+    inputs: list[tuple[Tensor, int]] = []
+
+    def keep(module: nn.Module, args: tuple[Tensor, ...]) -> None:
+        assert isinstance(module, KWinnersBase)
+        inputs.append((args[0].detach().movedim(1, -1), module.k_for(args[0].shape[1])))
+
+    kws = [m for m in model.modules() if isinstance(m, KWinnersBase)]
+    handles = [m.register_forward_pre_hook(keep) for m in kws]
+    with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, device.type == "cuda"):
+        model(x)
+    for handle in handles:
+        handle.remove()
+    ways: dict[str, Callable[[Tensor, int], Tensor]] = {"topk": topk_threshold}
+    if device.type == "cuda":
+        ways["fused"] = kth_largest
+    result = {}
+    for name, select in ways.items():
+        for _ in range(3):
+            for values, k in inputs:
+                select(values, k)
+        sync(device)
+        start = time.perf_counter()
+        for _ in range(10):
+            for values, k in inputs:
+                select(values, k)
+        sync(device)
+        result[name] = (time.perf_counter() - start) * 100  # ms per step: 10 steps
+    return result
+
+
+def _ddp_rank(
+    ranks: Ranks,
+    device: torch.device,
+    reporter: EpochReporter | None,
+    width: float,
+    batch: int,
+    size: int,
+    steps: int,
+    windows: int,
+    warmup: int,
+) -> None:
+    """One rank of the data-parallel measurement; rank 0 reports the run's images/s."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
+    torch.manual_seed(ranks.rank)
+    x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=fmt)
+    y = torch.randint(0, 1000, (batch,), device=device)
+    net = build_sparse_resnet(SparseResNetSpec(width=width)).to(device, memory_format=fmt)
+    count_over_ranks(net, ranks.world)
+    step = make_step(ranks.parallel(net, device), device, x, y)
+    for _ in range(warmup):
+        step()
+    rate = images_per_second(step, device, batch * ranks.world, steps, windows)
+    if reporter is not None:
+        reporter.report(0, {"images_per_second": rate})
+
+
+class _Rate:
+    """Receives rank 0's report."""
+
+    def __init__(self) -> None:
+        self.images_per_second = 0.0
+
+    def report(self, epoch: int, values: Mapping[str, float]) -> None:
+        self.images_per_second = values["images_per_second"]
+
+    def should_stop(self) -> bool:
+        return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda")
@@ -162,10 +251,38 @@ def main() -> None:
         f"overhead vs dense: masks {ms['masks'] / ms['dense'] - 1:+.1%}, "
         f"sparse {ms['sparse'] / ms['dense'] - 1:+.1%}"
     )
+    print(f"sparse / dense images/s: {results['sparse'] / results['dense']:.3f} (goal >= 0.85)")
     print(
         f"k-WTA per step: {ms['sparse'] - ms['masks']:.2f} ms (sparse - masks step time), "
         f"{kwta_forward_ms(sparse_model, sparse_step, device, args.steps):.2f} ms "
         f"(forward of the 13 k-WTA modules)"
+    )
+    selection = threshold_ms(sparse_model, x, device)
+    print(
+        "k-WTA threshold per step: "
+        + ", ".join(f"{name} {value:.2f} ms" for name, value in selection.items())
+    )
+    del sparse_model, sparse_step
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+    devices = (
+        [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        if device.type == "cuda"
+        else ["cpu"] * 2
+    )
+    if len(devices) < 2:
+        print("data-parallel scaling: one GPU present, not measured")
+        return
+    rate = _Rate()
+    shape = (width, batch, size, args.steps, args.windows, args.warmup)
+    run_ranks(_ddp_rank, shape, devices, rate)
+    n = len(devices)
+    print(
+        f"data-parallel sparse, {n} x {devices[0].split(':')[0]}: "
+        f"{rate.images_per_second:.1f} images/s ({rate.images_per_second / n:.1f} per device), "
+        f"scaling efficiency {rate.images_per_second / (n * results['sparse']):.1%} "
+        f"of {n} x {results['sparse']:.1f}"
     )
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Dense vs sparse ResNet-50 training images/s at 224 px (bf16, channels_last) and k-WTA time per
-# step, on one GPU; about a minute on an H100, capped at 290 s. Extra arguments go to the script,
-# e.g. `bench/gpu_sparse_resnet.sh --batch-size 256`, or `--device cpu --tiny` for a smoke run.
+# step on one GPU, then the sparse model data-parallel over every GPU present and its scaling
+# efficiency; capped at 290 s. Extra arguments go to the script, e.g.
+# `bench/gpu_sparse_resnet.sh --batch-size 256`, or `--device cpu --tiny` for a smoke run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python_bin="${PYTHON:-python}"

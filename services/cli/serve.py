@@ -115,7 +115,11 @@ def suggester(settings: Settings, threads: int) -> None:
 @click.command()
 @click.option("--name", default="cpu", show_default=True, help="Worker node name (before @host).")
 @click.option(
-    "--gpu", default=None, help="GPU index this worker trains on (CUDA_VISIBLE_DEVICES)."
+    "--gpus",
+    default=None,
+    callback=lambda _ctx, _param, value: gpu_list(value),
+    help="Comma-separated GPU indices this worker owns (CUDA_VISIBLE_DEVICES), e.g. 0,1,2,3; "
+    "each run trains on all of them (data-parallel where the objective supports it).",
 )
 @click.option(
     "--threads",
@@ -135,11 +139,11 @@ def suggester(settings: Settings, threads: int) -> None:
 def worker(
     settings: Settings,
     name: str,
-    gpu: str | None,
+    gpus: str | None,
     threads: int | None,
     objectives_file: Path | None,
 ) -> None:
-    """A Celery worker that trains one run at a time (one worker per GPU): the built-in
+    """A Celery worker that trains one run at a time (on all of its --gpus): the built-in
     objectives, those of installed packages (entry points `multitune.objectives`) and the
     script objectives of --objectives. It consumes their queues only and advertises them."""
     import redis
@@ -156,8 +160,8 @@ def worker(
     if threads is not None:
         limit_threads(threads)
 
-    if gpu is not None:
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    if gpus is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus
     else:
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
     try:
@@ -168,7 +172,7 @@ def worker(
     export(settings)
     app = create_celery(settings, catalog)
     # A fresh child per task frees GPU memory; CPU workers keep their child (and its imports).
-    app.conf.worker_max_tasks_per_child = 1 if gpu is not None else None
+    app.conf.worker_max_tasks_per_child = 1 if gpus is not None else None
     node = node_name(name)
     objectives = catalog.names()
     click.echo(f"worker {node} provides: {', '.join(objectives)}")
@@ -194,6 +198,18 @@ def worker(
         )
     finally:
         advertiser.stop()
+
+
+def gpu_list(value: str | None) -> str | None:
+    """``--gpus`` normalised (``"0, 1"`` -> ``"0,1"``); distinct non-negative indices only."""
+    if value is None:
+        return None
+    indices = [part.strip() for part in value.split(",")]
+    if not all(index.isdigit() for index in indices) or len(set(indices)) != len(indices):
+        raise click.BadParameter(
+            f"expected distinct GPU indices separated by commas, e.g. 0,1,2,3; got {value!r}"
+        )
+    return ",".join(indices)
 
 
 @click.command()

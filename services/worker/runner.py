@@ -80,6 +80,12 @@ class ApiRunContext:
 
         return "cuda" if torch.cuda.is_available() else "cpu"
 
+    @functools.cached_property
+    def devices(self) -> list[str]:
+        import torch
+
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"]
+
     def report(self, epoch: int, values: Mapping[str, float]) -> None:
         """Store the checkpoint directory (when it changed), then log the epoch's values: a
         logged epoch always has its checkpoint stored. A store that refuses the checkpoint

@@ -38,6 +38,11 @@ def test_compose_has_every_service_with_health_and_gpu_settings() -> None:
     device = services["gpu-worker-0"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert device["device_ids"] == ["0"] and device["capabilities"] == ["gpu"]
     assert services["gpu-worker-0"]["stop_grace_period"] == "10m"
+    four = services["gpu-worker-4x"]
+    assert four["deploy"]["resources"]["reservations"]["devices"][0]["count"] == 4
+    command = four["command"]
+    assert command[command.index("--gpus") + 1] == "0,1,2,3"
+    assert four["profiles"] == ["gpu4"] and four["stop_grace_period"] == "10m"
     assert services["cpu-worker"]["profiles"] == ["cpu"]
     assert "FLOWER_BASIC_AUTH" in services["flower"]["environment"]
 
@@ -52,7 +57,7 @@ def test_every_service_command_exists_in_the_cli() -> None:
         result = runner.invoke(main, [*command[1:], "--help"])
         assert result.exit_code == 0, (name, result.output)
         checked += 1
-    assert checked == 5
+    assert checked == 6
     broken = runner.invoke(main, ["worker", "--no-such-flag", "--help"])
     assert broken.exit_code != 0  # the check above would notice a wrong flag
 
@@ -70,8 +75,8 @@ def test_every_service_restarts_and_has_a_health_check_the_cli_runs() -> None:
         result = runner.invoke(main, [*test[2:], "--help"])
         assert result.exit_code == 0, (name, result.output)
         checked += 1
-    assert checked == 4  # suggester, both workers, flower: `multitune health ROLE`
-    for worker in ("gpu-worker-0", "cpu-worker"):  # each pings its own node
+    assert checked == 5  # suggester, the three workers, flower: `multitune health ROLE`
+    for worker in ("gpu-worker-0", "gpu-worker-4x", "cpu-worker"):  # each pings its own node
         command, test = services[worker]["command"], services[worker]["healthcheck"]["test"]
         assert command[command.index("--name") + 1] == test[test.index("--name") + 1]
 
@@ -82,7 +87,7 @@ def test_only_the_api_mounts_the_data_volume() -> None:
     services = compose["services"]
     mounts = {name: service.get("volumes", []) for name, service in services.items()}
     assert mounts["api"] == ["data:/data"]
-    for name in ("suggester", "gpu-worker-0", "cpu-worker", "flower"):
+    for name in ("suggester", "gpu-worker-0", "gpu-worker-4x", "cpu-worker", "flower"):
         assert mounts[name] == [], name
     assert "data" in compose["volumes"]
     api_env = services["api"]["environment"]
@@ -98,6 +103,7 @@ ROLES = {
     "api": "api",
     "suggester": "suggester",
     "gpu-worker-0": "worker",
+    "gpu-worker-4x": "worker",
     "cpu-worker": "worker",
     "flower": "flower",
 }

@@ -66,6 +66,7 @@ class _Recorder:
     def __init__(self, directory: Path) -> None:
         self.checkpoint_dir = directory
         self.device = "cpu"
+        self.devices = ["cpu"]
 
     def report(self, epoch: int, values: Mapping[str, float]) -> None:
         pass

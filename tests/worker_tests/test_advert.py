@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 import time
 
+import click
 import pytest
 import redis
 
+from services.cli.serve import gpu_list
 from services.worker.advert import Advertiser
 from services.worker.advert import make_advert
 from services.worker.advert import node_name
@@ -58,3 +60,14 @@ def test_an_advert_names_the_node_objectives_and_gpus(
     assert advert.name == f"gpu0@{os.uname().nodename}"
     assert advert.objectives == ["a", "b"] and advert.gpus == gpus
     assert before <= advert.started <= time.time()
+
+
+@pytest.mark.parametrize(("given", "visible"), [(None, None), ("0", "0"), ("0, 1,2,3", "0,1,2,3")])
+def test_worker_gpus_become_cuda_visible_devices(given: str | None, visible: str | None) -> None:
+    assert gpu_list(given) == visible
+
+
+@pytest.mark.parametrize("given", ["", "0,,1", "a", "0,0", "-1", "1.5"])
+def test_worker_gpus_must_be_distinct_indices(given: str) -> None:
+    with pytest.raises(click.BadParameter, match="distinct GPU indices"):
+        gpu_list(given)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
@@ -29,6 +30,11 @@ class RunContext(Protocol):
     @property
     def device(self) -> str:
         """ "cuda" when a GPU is visible to this worker process, else "cpu"."""
+
+    @property
+    def devices(self) -> Sequence[str]:
+        """The devices one run may train on, one process each: ``cuda:0``, ``cuda:1``, ... for
+        each GPU the worker owns (``multitune worker --gpus``), else ``["cpu"]``."""
 
     def report(self, epoch: int, values: Mapping[str, float]) -> None:
         """Log one training-run checkpoint (per-epoch metric values). Write the epoch's files

@@ -46,10 +46,12 @@ def load_checkpoint(directory: Path) -> dict[str, Any] | None:
 
 
 def capture_rng(data_generator: torch.Generator) -> dict[str, Any]:
-    """Every RNG a training epoch consumes: torch (CPU, CUDA), NumPy, Python, data order."""
+    """Every RNG a training epoch consumes: torch (CPU, the current CUDA device), NumPy, Python,
+    data order. Only the current device's CUDA state: a data-parallel rank sees every GPU of the
+    worker but must not create a context on the others."""
     return {
         "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda": [torch.cuda.get_rng_state()] if torch.cuda.is_available() else [],
         "numpy": np.random.get_state(),
         "python": random.getstate(),
         "data": data_generator.get_state(),
@@ -60,7 +62,7 @@ def restore_rng(state: dict[str, Any], data_generator: torch.Generator) -> None:
     """Inverse of :func:`capture_rng`."""
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"][0])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
     data_generator.set_state(state["data"])

@@ -15,13 +15,18 @@ Images come out as ``3 x image_size x image_size`` float tensors, labels as int6
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional as F
+from torch.utils.data import BatchSampler
 from torch.utils.data import DataLoader
+from torch.utils.data import RandomSampler
+from torch.utils.data import Sampler
+from torch.utils.data import Subset
 from torch.utils.data import TensorDataset
 from torchvision import datasets as tv_datasets
 from torchvision import transforms as T
@@ -75,37 +80,68 @@ def make_loaders(
     generator: torch.Generator,
     num_workers: int = 0,
     pin_memory: bool = False,
+    rank: int = 0,
+    world: int = 1,
 ) -> tuple[DataLoader[tuple[torch.Tensor, int]], DataLoader[tuple[torch.Tensor, int]]]:
-    """Shuffled train loader (drops the last partial batch) and a sequential val loader.
+    """This rank's shuffled train loader (no partial batch) and its sequential val loader.
 
     Args:
         data: The datasets.
-        batch_size: Train batch size (val uses twice as much).
+        batch_size: Global train batch size, split evenly over the ranks (val batches are twice
+            a rank's share).
         generator: Drives the train order and the workers' seeds; save its state to resume.
             Workers are not persistent, so each epoch's workers are seeded from it afresh and
             a resumed run sees the same augmentations as an uninterrupted one.
-        num_workers: DataLoader worker processes (0 = load in this process).
+        num_workers: DataLoader worker processes per rank (0 = load in this process).
         pin_memory: Pin host batches (set on CUDA).
+        rank: This process's rank among ``world`` data-parallel processes.
+        world: Number of data-parallel processes; ``batch_size`` must be a multiple of it.
     """
     if len(data.train) < batch_size:
         raise DataError(f"batch_size {batch_size} exceeds the {len(data.train)} train samples")
+    if batch_size % world:
+        raise DataError(f"batch_size {batch_size} does not split evenly over {world} processes")
+    share = batch_size // world
     train = DataLoader(
         data.train,
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=True,
+        batch_sampler=RankBatches(
+            RandomSampler(data.train, generator=generator), batch_size, rank, world
+        ),
         generator=generator,
         num_workers=num_workers,
         pin_memory=pin_memory,
     )
     val = DataLoader(
-        data.val,
-        batch_size=2 * batch_size,
+        Subset(data.val, range(rank, len(data.val), world)),
+        batch_size=2 * share,
         shuffle=False,
         num_workers=num_workers,
         pin_memory=pin_memory,
     )
     return train, val
+
+
+class RankBatches(Sampler[list[int]]):
+    """Global batches of a shuffled order (the last partial one dropped), each cut into ``world``
+    equal slices of which this rank takes slice ``rank``.
+
+    Every rank draws the same order from a generator in the same state, so the ranks together
+    see exactly the batches one process would (``world=1`` is that process), and the data order
+    does not depend on the number of processes.
+    """
+
+    def __init__(self, order: Sampler[int], batch_size: int, rank: int, world: int) -> None:
+        self.batches = BatchSampler(order, batch_size, drop_last=True)
+        self.share = batch_size // world
+        self.rank = rank
+
+    def __iter__(self) -> Iterator[list[int]]:
+        start = self.rank * self.share
+        for batch in self.batches:
+            yield batch[start : start + self.share]
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 def _existing_dir(name: str, data_dir: str | None) -> Path:

@@ -2,7 +2,8 @@
 
 Winners are ranked by the boosted score ``x * exp(-boost_strength * duty_cycle)``; the *unboosted*
 ``x`` of each winner passes, everything else becomes 0. The threshold is the k-th largest score
-(the smallest of ``topk``'s values, no index scatter), clamped at 0 so that negatives never win
+(:func:`kth_largest`: a fused Triton selection on CUDA, the smallest of ``topk``'s values
+elsewhere; no index scatter), clamped at 0 so that negatives never win
 (the fused ReLU). The mask is computed under ``no_grad`` and applied with ``masked_fill``, so the
 gradient is 1 for winners and 0 elsewhere. Ties at the threshold all win (no tie-breaking).
 
@@ -13,10 +14,20 @@ samples seen)``; ``active`` counts outputs > 0 per channel over batch, h and w, 
 ``boost_strength_factor``; the training loop calls :func:`decay_boost` once per epoch. The boost
 strength and the sample count are Python numbers (no GPU sync per step); they travel in the
 module's ``extra_state``, so ``state_dict`` holds everything needed to resume.
+
+Data-parallel training (:func:`count_over_ranks`): each step's per-channel counts are summed
+over the ranks with one all-reduce of ``c`` integers per module, and the batch counts as the
+global batch. Every rank then folds the same numbers into the same duty cycles and sample count,
+which equal a single process's on the whole global batch. (Broadcasting rank 0's buffers instead
+would keep the ranks equal but average over rank 0's share of the data only, and DDP's buffer
+broadcast would also resend every weight mask on every step.)
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -38,14 +49,44 @@ def kwinners(x: Tensor, scores: Tensor, k: int, dim: int, inplace: bool = False)
         A tensor the shape of ``x``: ``x`` where ``scores >= max(k-th largest score, 0)``, else 0.
     """
     with torch.no_grad():
-        # The k-th largest is the smallest of the top k. topk along the last dimension (a free
-        # view of channels_last maps) took 0.45-0.87x kthvalue's time on an H100 (batch 128)
-        # and 0.62-0.83x on 2 CPU cores; see docs/sparse-resnet50.md.
-        last = scores.movedim(dim, -1)
-        top = last.topk(k, dim=-1, sorted=False).values
-        threshold = top.amin(dim=-1, keepdim=True).movedim(-1, dim)
+        # Ranked along the last dimension: a free view of channels_last maps.
+        threshold = kth_largest(scores.movedim(dim, -1), k).movedim(-1, dim)
         off = scores < threshold.clamp_(min=0)
     return x.masked_fill_(off, 0) if inplace else x.masked_fill(off, 0)
+
+
+def kth_largest(values: Tensor, k: int) -> Tensor:
+    """The ``k``-th largest value along the last dimension (kept, as size 1).
+
+    On CUDA, float32/bfloat16/float16 rows of up to 4,096 values go to the fused Triton
+    selection (:mod:`~services.worker.training.kth_triton`), which returns exactly the value of
+    :func:`topk_threshold`; elsewhere (CPU, wider rows, other dtypes, no Triton) it is
+    :func:`topk_threshold` itself.
+    """
+    if values.is_cuda:
+        fused = _fused_selection()
+        if fused is not None and fused.supports(values):
+            result: Tensor = fused.kth_largest(values, k)
+            return result
+    return topk_threshold(values, k)
+
+
+def topk_threshold(values: Tensor, k: int) -> Tensor:
+    """The reference selection: the smallest of ``topk``'s ``k`` values along the last dimension.
+
+    ``topk`` along the last dimension took 0.45-0.87x ``kthvalue``'s time on an H100 (batch
+    128) and 0.62-0.83x on 2 CPU cores; see docs/sparse-resnet50.md.
+    """
+    return values.topk(k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
+
+
+@functools.cache
+def _fused_selection() -> ModuleType | None:
+    """The Triton selection module, imported on first use; None where Triton is missing."""
+    try:
+        return importlib.import_module("services.worker.training.kth_triton")
+    except ImportError:
+        return None
 
 
 class KWinnersBase(nn.Module):
@@ -84,6 +125,7 @@ class KWinnersBase(nn.Module):
         self.duty_cycle_period = duty_cycle_period
         self.inplace = inplace
         self.samples_seen = 0
+        self.world_size = 1  # processes whose counts are summed (see count_over_ranks)
         self.register_buffer("duty_cycles", torch.zeros(channels))
 
     duty_cycles: Tensor
@@ -111,6 +153,9 @@ class KWinnersBase(nn.Module):
             batch: Number of samples in the batch, ``n``.
             positions: Spatial positions per sample the counts are divided by (``h*w``).
         """
+        if self.world_size > 1:  # the same global counts on every rank
+            torch.distributed.all_reduce(active)
+            batch *= self.world_size
         self.samples_seen += batch
         period = min(self.duty_cycle_period, self.samples_seen)
         self.duty_cycles.mul_((period - batch) / period)
@@ -165,6 +210,14 @@ class KWinners2d(KWinnersBase):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, local={self.local}"
+
+
+def count_over_ranks(model: nn.Module, world_size: int) -> None:
+    """Make every k-WTA module of ``model`` sum its duty-cycle counts over ``world_size`` ranks
+    of the default process group (equal per-rank batches; 1 = this process alone)."""
+    for module in model.modules():
+        if isinstance(module, KWinnersBase):
+            module.world_size = world_size
 
 
 def decay_boost(model: nn.Module) -> None:

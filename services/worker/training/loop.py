@@ -1,6 +1,8 @@
 """One training epoch and one evaluation pass, without a GPU sync per step.
 
-Losses are summed on the device and read once per epoch. Every optimizer step is followed by
+Losses are summed on the device and read once per epoch; with several data-parallel ranks
+(:class:`~services.worker.training.distributed.Ranks`) the sums are added over the ranks first,
+so every rank returns the same statistics of the whole epoch. Every optimizer step is followed by
 :func:`~services.worker.training.sparse_weights.rezero_weights` and a scheduler step. On CUDA the
 forward pass runs under bf16 autocast; inputs follow the model's memory format.
 """
@@ -17,6 +19,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.optim.lr_scheduler import LRScheduler
 
+from services.worker.training.distributed import ONE_PROCESS
+from services.worker.training.distributed import Ranks
 from services.worker.training.kwinners import KWinnersBase
 from services.worker.training.sparse_weights import rezero_weights
 
@@ -56,7 +60,7 @@ class Device:
 
 @dataclass(frozen=True)
 class TrainStats:
-    """Mean train loss (with label smoothing), images seen and wall time of one epoch."""
+    """Mean train loss (with label smoothing), images seen by all ranks, this rank's wall time."""
 
     loss: float
     images: int
@@ -79,8 +83,13 @@ def train_epoch(
     scheduler: LRScheduler,
     where: Device,
     label_smoothing: float = 0.0,
+    ranks: Ranks = ONE_PROCESS,
 ) -> TrainStats:
-    """Train over ``batches`` once, stepping optimizer, masks and scheduler per batch."""
+    """Train over ``batches`` once, stepping optimizer, masks and scheduler per batch.
+
+    ``model`` is the network, or its ``DistributedDataParallel`` wrapper when ``ranks`` has
+    more than one process (each rank then passes its own share of every batch).
+    """
     model.train()
     total = torch.zeros((), device=where.device)
     seen = 0
@@ -97,14 +106,20 @@ def train_epoch(
         scheduler.step()
         total += loss.detach() * labels.shape[0]
         seen += labels.shape[0]
-    where.synchronize()
+    totals = torch.tensor([0.0, seen], dtype=torch.float64, device=where.device)
+    totals[0] = total
+    totals = ranks.sum(totals)
+    loss_sum, images = totals.tolist()
     seconds = time.perf_counter() - start
-    return TrainStats(loss=float(total) / max(seen, 1), images=seen, seconds=seconds)
+    return TrainStats(loss=loss_sum / max(images, 1), images=round(images), seconds=seconds)
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Batches, where: Device) -> EvalStats:
-    """Top-1, cross-entropy and k-WTA output sparsity over ``batches`` in eval mode."""
+def evaluate(
+    model: nn.Module, batches: Batches, where: Device, ranks: Ranks = ONE_PROCESS
+) -> EvalStats:
+    """Top-1, cross-entropy and k-WTA output sparsity in eval mode, over ``batches`` of every
+    rank (each rank passes its own share of the validation set)."""
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=where.device)
     loss_sum = torch.zeros((), device=where.device)
@@ -133,9 +148,12 @@ def evaluate(model: nn.Module, batches: Batches, where: Device) -> EvalStats:
     finally:
         for hook in hooks:
             hook.remove()
-    seen = max(seen, 1)
+    sums = [correct, loss_sum, zeros, torch.tensor(outputs), torch.tensor(seen)]
+    totals = ranks.sum(torch.stack([v.to(where.device, torch.float64) for v in sums]))
+    right, losses, zero, outs, images = totals.tolist()
+    images = max(images, 1)
     return EvalStats(
-        top1=float(correct) / seen,
-        loss=float(loss_sum) / seen,
-        activation_sparsity=float(zeros) / outputs if outputs else 0.0,
+        top1=right / images,
+        loss=losses / images,
+        activation_sparsity=zero / outs if outs else 0.0,
     )

@@ -68,3 +68,23 @@ def test_imagefolder_layout(tmp_path: Path) -> None:
     assert data.num_classes == 2
     assert data.train[0][0].shape == (3, 24, 24)
     assert data.val[3][0].shape == (3, 24, 24) and data.val[3][1] == 1
+
+
+def test_ranks_split_each_global_batch_and_the_val_set() -> None:
+    data = load_datasets("digits", None, 8)
+    one = make_loaders(data, 100, torch.Generator().manual_seed(5))
+    two = [
+        make_loaders(data, 100, torch.Generator().manual_seed(5), rank=r, world=2) for r in (0, 1)
+    ]
+    together = zip(two[0][0], two[1][0], strict=True)
+    for (x, y), ((x0, y0), (x1, y1)) in zip(one[0], together, strict=True):
+        assert len(y0) == len(y1) == 50
+        assert torch.equal(torch.cat([x0, x1]), x) and torch.equal(torch.cat([y0, y1]), y)
+    val = [y for _, y in one[1]]
+    shards = [torch.cat([y for _, y in loaders[1]]) for loaders in two]
+    assert sorted(map(len, shards)) == [179, 180] and len(two[0][1]) == 2  # batches of 100
+    assert torch.equal(torch.cat(val)[0::2], shards[0]) and torch.equal(
+        torch.cat(val)[1::2], shards[1]
+    )
+    with pytest.raises(DataError, match="split evenly"):
+        make_loaders(data, 101, torch.Generator(), world=2)

@@ -33,9 +33,10 @@ FULL = Task("full", 1.0)
 class Context:
     """A RunContext that records reports and can ask to stop after some epoch."""
 
-    def __init__(self, directory: Path, stop_after: int | None = None) -> None:
+    def __init__(self, directory: Path, stop_after: int | None = None, processes: int = 1) -> None:
         self.checkpoint_dir = directory
         self.device = "cpu"
+        self.devices = ["cpu"] * processes
         self.reports: list[tuple[int, dict[str, float]]] = []
         self.stop_after = stop_after
 
