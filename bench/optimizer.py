@@ -14,7 +14,9 @@ full-cost observed configuration: median and IQR over seeds) and the cost-to-tar
 compute consumed when that configuration first comes within the *target*, the final regret
 the best anchor (the one with the lowest median) reaches in its median run. A seed that never
 gets there counts as infinite (``>budget``); medians are the lower median (the 5th of 10), so
-the best anchor reaches its own target in at least half its seeds. Then the ratio of ``mtbo``'s
+the best anchor reaches its own target in at least half its seeds. The median regret of the
+incumbent after a quarter, half and three quarters of the budget shows when each method gets
+there (``inf`` before its first full-cost result). Then the ratio of ``mtbo``'s
 median cost-to-target to the best anchor's (goal: at most 0.5), and a summary against the
 goals: that ratio on the median LCBench instance and on each shifted problem, at each worker
 count, and ``mtbo``'s median final regret at most the best anchor's on at least 5 of the 6
@@ -228,6 +230,11 @@ def _reach(path: list[tuple[float, float]], level: float) -> float:
     return next((c for c, r in path if r <= level + tolerance), math.inf)
 
 
+def _regret_at(path: list[tuple[float, float]], cost: float) -> float:
+    """The incumbent's regret once ``cost`` is consumed (inf before the first full-cost result)."""
+    return next((r for c, r in reversed(path) if c <= cost + 1e-9), math.inf)
+
+
 def _spread(rows: list[dict[str, Any]]) -> str:
     values = [r["spread"] for r in rows if r.get("spread") is not None]
     return f"{np.median(values):.2f}" if values else ""
@@ -254,15 +261,20 @@ def _print_problem(
         print(f"target: regret <= {level:.4g}, the median final regret of {best}")
     print(
         "| method | seeds | final regret median [IQR] | cost-to-target: reached, median [IQR] "
-        "| evals at s=1/8,1/4,1/2,1 | continued | busy | spread | s/ask mean / max | CPU s |"
+        "| regret at 1/4, 1/2, 3/4 budget | evals at s=1/8,1/4,1/2,1 | continued | busy | spread "
+        "| s/ask mean / max | CPU s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     costs: dict[str, float] = {}
     for m, v in by_method.items():
         regrets = [r["regret"] for r in v]
         reach = [_reach(r["path"], level) for r in v]
         costs[m] = _lower(reach, 0.5)
         reached = sum(not math.isinf(c) for c in reach)
+        during = ", ".join(
+            f"{_lower([_regret_at(r['path'], q * budget) for r in v], 0.5):.3g}"
+            for q in (0.25, 0.5, 0.75)
+        )
         evals = "/".join(
             f"{np.mean([r['evaluations'].get(str(s), 0) for r in v]):.1f}" for s in FIDELITIES
         )
@@ -270,7 +282,7 @@ def _print_problem(
             f"| {m} | {len(v)} | {_lower(regrets, 0.5):.4g} [{_lower(regrets, 0.25):.4g}, "
             f"{_lower(regrets, 0.75):.4g}] | {reached}/{len(v)}, {_fmt(costs[m], budget)} "
             f"[{_fmt(_lower(reach, 0.25), budget)}, {_fmt(_lower(reach, 0.75), budget)}] | "
-            f"{evals} | {np.mean([r['continued'] for r in v]):.1f} | "
+            f"{during} | {evals} | {np.mean([r['continued'] for r in v]):.1f} | "
             f"{np.mean([r.get('utilization', 0.0) for r in v]):.2f} | {_spread(v)} | "
             f"{np.mean([r['ask_mean'] for r in v]):.3f} / {max(r['ask_max'] for r in v):.2f} | "
             f"{np.mean([r['cpu'] for r in v]):.0f} |"
