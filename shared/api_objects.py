@@ -258,7 +258,8 @@ class Suggestion:
 class TrainingRun:
     """One training run of a suggestion. ``attempt`` fences writes (an older attempt's are
     refused); ``heartbeat``, ``started`` and ``updated`` are Unix seconds;
-    ``experiment_state`` is its experiment's state when the run was read."""
+    ``experiment_state`` is its experiment's state when the run was read. ``observation`` is
+    recorded when the run ends; ``continues`` is the run whose checkpoint it resumes."""
 
     id: int
     experiment: int
@@ -272,6 +273,9 @@ class TrainingRun:
     started: float | None
     updated: float
     experiment_state: ExperimentState
+    observation: int | None = None
+    has_checkpoint_archive: bool = False
+    continues: int | None = None
 
     @classmethod
     def from_json(cls, data: object) -> Self:
@@ -289,6 +293,9 @@ class TrainingRun:
             started=f.optional_number("started"),
             updated=f.number("updated"),
             experiment_state=f.state("experiment_state", ExperimentState),
+            observation=f.optional_id("observation"),
+            has_checkpoint_archive=f.boolean("has_checkpoint_archive"),
+            continues=f.optional_id("continues"),
         )
 
 
@@ -345,13 +352,18 @@ def list_training_runs(
 
 
 def create_training_run(
-    api: ApiClient, experiment_id: int, suggestion: int | Mapping[str, Any]
+    api: ApiClient,
+    experiment_id: int,
+    suggestion: int | Mapping[str, Any],
+    continues: int | None = None,
 ) -> TrainingRun:
     """The run of an existing suggestion (its id; idempotent), or of a new suggestion created
-    with it (``{"assignments", "task"?, "metadata"?}``) in one transaction."""
-    return TrainingRun.from_json(
-        api.post(f"/experiments/{experiment_id}/training_runs", {"suggestion": suggestion})
-    )
+    with it (``{"assignments", "task"?, "metadata"?}``) in one transaction; with ``continues``,
+    it resumes that cheaper run's checkpoint."""
+    body: dict[str, Any] = {"suggestion": suggestion}
+    if continues is not None:
+        body["continues"] = continues
+    return TrainingRun.from_json(api.post(f"/experiments/{experiment_id}/training_runs", body))
 
 
 def update_training_run(api: ApiClient, run_id: int, body: Mapping[str, Any]) -> TrainingRun:

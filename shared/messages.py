@@ -5,8 +5,12 @@
 * `TrainResult`: written by a worker to `names.RESULTS_STREAM`.
 * `PoolEntry`: a precomputed suggestion in `names.pool_key`, written by the suggester and
   popped by the API.
+* `WorkerAdvert`: a live worker's objectives at `names.worker_key`, written by the worker and
+  read by the API and the suggester (`shared.workers`).
 
-Each is written with ``to_json`` and read with ``from_json``; nothing else encodes them.
+Each is written with ``to_json`` and read with ``from_json``; nothing else encodes them. A field
+added later has a default, so a message written without it still decodes at the same
+`SCHEMA_VERSION`.
 """
 
 from __future__ import annotations
@@ -85,7 +89,9 @@ class Event(_Message):
 
 @dataclass(frozen=True)
 class TrainRequest(_Message):
-    """Train one suggestion once: attempt ``attempt`` of training run ``run_id``."""
+    """Train one suggestion once: attempt ``attempt`` of training run ``run_id``. ``continues``
+    is the run whose stored checkpoint this run resumes (it continues that cheaper run to
+    ``task``), None to train from scratch."""
 
     experiment_id: int
     suggestion_id: int
@@ -97,6 +103,7 @@ class TrainRequest(_Message):
     task: str | None = None
     cost: float = 1.0
     metric: str = "value"
+    continues: int | None = None
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,8 @@ class PoolEntry(_Message):
 class WorkerAdvert(_Message):
     """A live worker and the objectives it can train, kept at `names.worker_key` with a TTL of
     `names.WORKER_ADVERT_TTL_S` and renewed while the worker runs; the API reads the live ones
-    to refuse an experiment that names an objective no worker provides."""
+    to refuse an experiment that names an objective no worker provides, and the suggester to
+    tell whether an experiment's runs can be continued (`shared.workers.continuable`)."""
 
     name: str
     objectives: list[str]
@@ -139,3 +147,6 @@ class WorkerAdvert(_Message):
     started: float
     #: GPUs the worker trains on (``CUDA_VISIBLE_DEVICES``), empty for a CPU worker.
     gpus: list[str] = field(default_factory=list)
+    #: The objectives among ``objectives`` whose runs can continue into a costlier task from
+    #: their checkpoint (`services.worker.objectives.Objective.continuable`).
+    continuable: list[str] = field(default_factory=list)

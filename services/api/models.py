@@ -199,6 +199,16 @@ class TrainingRun(Base):
     logs: Mapped[str | None] = mapped_column(Text, nullable=True)
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
     checkpoint_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: Whether a checkpoint archive was stored for the run
+    #: (`services.api.store.checkpoint_archives`).
+    has_checkpoint_archive: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    #: The cheaper run of the same suggestion's assignments whose checkpoint this run resumes
+    #: (`services.api.store.continuation`, which checks it); its observation is charged the
+    #: difference in cost. No foreign key: SQLite adds one only by copying this table, which
+    #: other tables reference (migration 0005), and runs of experiments are never deleted.
+    continues_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created: Mapped[float] = mapped_column(Float)
     updated: Mapped[float] = mapped_column(Float)
     started: Mapped[float | None] = mapped_column(Float, nullable=True)

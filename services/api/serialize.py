@@ -259,6 +259,8 @@ def training_run(r: TrainingRun, related: RunRelations) -> dict[str, Any]:
         "favorite": bool(data.get("favorite", False)),
         "files": related.files.get(r.id, []),
         "checkpoint_count": r.checkpoint_count,
+        "has_checkpoint_archive": bool(r.has_checkpoint_archive),
+        "continues": _id(r.continues_id),
         "created": _time(r.created),
         "updated": _time(r.updated),
         "started": r.started,  # float seconds: scheduling latency is measured with it

@@ -177,7 +177,8 @@ def worker(
     objectives = catalog.names()
     click.echo(f"worker {node} provides: {', '.join(objectives)}")
     advertiser = Advertiser(
-        redis.Redis.from_url(settings.redis_url), make_advert(node, objectives)
+        redis.Redis.from_url(settings.redis_url),
+        make_advert(node, objectives, catalog.continuable()),
     ).start()
     try:
         app.worker_main(

@@ -1,5 +1,6 @@
 """Managed experiments: keep ``parallel_bandwidth`` training runs in flight until the budget
-(sum of task costs) is spent, record results idempotently, and recover lost runs.
+(sum of charged costs: a run that continues another pays only the difference) is spent, record
+results idempotently, and recover lost runs.
 
 All state lives in the API (runs, attempts, heartbeats) and Redis (the Celery queue); this
 class only reads it and acts, so a restarted suggester carries on where the last one stopped.
@@ -18,6 +19,8 @@ import redis
 
 from services.suggester import pools
 from services.suggester.history import History
+from services.suggester.history import run_ref
+from services.suggester.optimizer import Runs
 from services.suggester.optimizer import suggest
 from services.suggester.publish import Publisher
 from shared import api_objects
@@ -83,7 +86,8 @@ class Managed:
         budget = experiment.observation_budget
         if budget is None:  # the API requires one of a managed experiment
             budget = math.inf
-        committed = consumed + sum(history.spec.task_cost(r.task) for r in in_flight)
+        charged = Runs(history.spec, history.observations).charged
+        committed = consumed + sum(charged(r.task, run_ref(r.continues)) for r in in_flight)
         if consumed >= budget and not in_flight and state is ExperimentState.ACTIVE:
             api_objects.set_experiment_state(self._api, eid, ExperimentState.COMPLETED)
             log.info(
@@ -143,7 +147,11 @@ class Managed:
                 self._send(history, run)
 
     def _fill(self, history: History, slots: int, budget_left: float) -> None:
+        """Start up to ``slots`` runs the optimizer proposes while budget is left; a candidate
+        that continues a run (`History` passes run ids only when that is allowed) becomes a
+        run that continues it, and costs only the difference."""
         eid = history.experiment.id
+        charged = Runs(history.spec, history.observations).charged
         state = pools.load_state(self._redis, eid)
         with OPTIMIZER_LOCK:
             result = suggest(
@@ -165,9 +173,10 @@ class Managed:
             }
             if candidate.task is not None:
                 suggestion["task"] = candidate.task
-            run = api_objects.create_training_run(self._api, eid, suggestion)
+            continues = int(candidate.continues) if candidate.continues is not None else None
+            run = api_objects.create_training_run(self._api, eid, suggestion, continues)
             self._send(history, run)
-            budget_left -= history.spec.task_cost(candidate.task)
+            budget_left -= charged(candidate.task, candidate.continues)
 
     def _start(self, history: History, suggestion: Suggestion) -> None:
         run = api_objects.create_training_run(self._api, history.experiment.id, suggestion.id)
@@ -189,6 +198,7 @@ class Managed:
                 task=run.task,
                 cost=history.spec.task_cost(run.task),
                 metric=history.spec.metrics[0].name,
+                continues=run.continues,
             )
         )
         self._redis.hset(sent_key(history.experiment.id), f"{run.id}:{run.attempt}", time.time())

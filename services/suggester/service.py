@@ -330,7 +330,7 @@ class Suggester:
         """Refill the pool of a client-driven experiment or schedule a managed one. Runs on a
         `_refresher` thread: it touches no state of this object, and says what it found."""
         try:
-            h = history_mod.load(self._api, eid)
+            h = history_mod.load(self._api, eid, self._redis)
         except ApiRequestError as exc:
             if exc.status == 404:
                 pools.drop(self._redis, eid)

@@ -2,7 +2,8 @@
 
 The key (`shared.names.worker_key`) expires `WORKER_ADVERT_TTL_S` after its last renewal, so a
 worker that dies without a word drops out; `Advertiser.stop` removes it on a clean shutdown. The
-API reads the live adverts to refuse an experiment that names an objective no worker provides.
+API reads the live adverts to refuse an experiment that names an objective no worker provides;
+the suggester reads them to tell whether runs can be continued (`shared.workers`).
 """
 
 from __future__ import annotations
@@ -27,14 +28,16 @@ def node_name(name: str) -> str:
     return f"{name}@{socket.gethostname()}"
 
 
-def make_advert(name: str, objectives: list[str]) -> WorkerAdvert:
-    """This process's advert: its GPUs are its ``CUDA_VISIBLE_DEVICES`` (none: a CPU worker)."""
+def make_advert(name: str, objectives: list[str], continuable: list[str]) -> WorkerAdvert:
+    """This process's advert: its GPUs are its ``CUDA_VISIBLE_DEVICES`` (none: a CPU worker);
+    ``continuable`` names those of ``objectives`` whose runs can continue from a checkpoint."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
     return WorkerAdvert(
         name=name,
         objectives=sorted(objectives),
         started=time.time(),
         gpus=[g.strip() for g in visible.split(",") if g.strip()],
+        continuable=sorted(continuable),
     )
 
 

@@ -4,10 +4,11 @@ An objective sees a local checkpoint directory, ``<worker data dir>/runs/<run>``
 run's checkpoint archive, which the API keeps. For each attempt the worker
 
 * on claim (`CheckpointSync.restore`), before the objective starts: asks the API for the run's
-  current archive; when the local directory was not last synced with exactly that archive, it
-  streams the archive to a temporary file, checks its length and SHA-256, unpacks it into a new
-  directory beside the old one (refusing any member that would land outside it, links included)
-  and swaps it in;
+  current archive (for a run that continues a cheaper one and has stored none of its own yet:
+  the source run's archive, so the objective trains on from it); when the local directory was
+  not last synced with exactly that archive, it streams the archive to a temporary file, checks
+  its length and SHA-256, unpacks it into a new directory beside the old one (refusing any
+  member that would land outside it, links included) and swaps it in;
 * at each sync point (`CheckpointSync.save`: a built-in objective's ``context.report`` per
   epoch, after its checkpoint is written; for a script, whenever the directory changed, looked
   at every heartbeat interval, and once more when it stops early): packs the directory into a
@@ -330,15 +331,22 @@ class _Synced:
 
 class CheckpointSync:
     """Keeps ``directory`` (the objective's checkpoint directory of one run) and the run's
-    archive in the API in step, for one attempt."""
+    archive in the API in step, for one attempt. ``source``: the run this one continues, whose
+    archive it starts from."""
 
     def __init__(
-        self, transport: ArchiveTransport, run_id: int, attempt: int, directory: Path
+        self,
+        transport: ArchiveTransport,
+        run_id: int,
+        attempt: int,
+        directory: Path,
+        source: int | None = None,
     ) -> None:
         self.transport = transport
         self.run_id = run_id
         self.attempt = attempt
         self.directory = directory
+        self.source = source
         self._synced_path = directory.with_name(directory.name + SYNCED_SUFFIX)
         self._lock = threading.Lock()
 
@@ -362,11 +370,19 @@ class CheckpointSync:
 
     # ------------------------------------------------------------------ on claim
     def restore(self) -> str:
-        """Make the directory the run's stored checkpoint (see the module docstring); returns
-        what was done, for the log."""
+        """Make the directory the run's stored checkpoint, or the source run's while the run
+        has none of its own (see the module docstring); returns what was done, for the log."""
         with self._lock:
             self.directory.mkdir(parents=True, exist_ok=True)
-            stored = self.transport.describe(self.run_id)
+            run_id = self.run_id
+            stored = self.transport.describe(run_id)
+            if stored is None and self.source is not None:
+                run_id = self.source
+                stored = self.transport.describe(run_id)
+                if stored is None:
+                    raise CheckpointStoreError(
+                        f"run {self.run_id} continues run {run_id}, which has no checkpoint stored"
+                    )
             if stored is None:
                 return "no checkpoint stored"
             synced = self._read_synced()
@@ -377,7 +393,7 @@ class CheckpointSync:
             staging = parent / self._temporary("restore")
             try:
                 with download.open("w+b") as target:
-                    sha256, attempt = self.transport.download(self.run_id, target)
+                    sha256, attempt = self.transport.download(run_id, target)
                 staging.mkdir()
                 unpack(download, staging)
                 self._swap_in(staging)
@@ -385,7 +401,8 @@ class CheckpointSync:
                 download.unlink(missing_ok=True)
                 shutil.rmtree(staging, ignore_errors=True)
             self._write_synced(_Synced(sha256, fingerprint(self.directory)))
-            return f"fetched the checkpoint of attempt {attempt} ({stored.size} bytes)"
+            done = f"fetched the checkpoint of attempt {attempt} ({stored.size} bytes)"
+            return done if run_id == self.run_id else f"{done} of run {run_id}, which it continues"
 
     def _swap_in(self, staging: Path) -> None:
         old = self.directory.parent / self._temporary("old")

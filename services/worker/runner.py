@@ -190,12 +190,17 @@ def checkpoint_dir(settings: Settings, run_id: int) -> Path:
 def checkpoint_sync(
     settings: Settings, request: TrainRequest, retry_for_s: float
 ) -> CheckpointSync:
-    """The checkpoint sync of this attempt, over the API with the worker's service token."""
+    """The checkpoint sync of this attempt, over the API with the worker's service token; a
+    run that continues another starts from that run's archive."""
     transport = ArchiveTransport(
         settings.api_url, settings.resolved_service_token(), retry_for_s=retry_for_s
     )
     return CheckpointSync(
-        transport, request.run_id, request.attempt, checkpoint_dir(settings, request.run_id)
+        transport,
+        request.run_id,
+        request.attempt,
+        checkpoint_dir(settings, request.run_id),
+        source=request.continues,
     )
 
 

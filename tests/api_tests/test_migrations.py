@@ -1,6 +1,7 @@
-"""Migration 0003 (the AI module) on a database that already holds runs, both backends: the
+"""Migrations on a database that already holds runs, both backends. 0003 (the AI module): the
 upgrade keeps every row and fills each run's client and observation; the downgrade removes
-only what 0002 cannot hold (runs outside experiments) and upgrading again works."""
+only what 0002 cannot hold (runs outside experiments) and upgrading again works. 0005
+(continuation): existing runs get no archive flag and no source, and the downgrade keeps them."""
 
 from __future__ import annotations
 
@@ -117,3 +118,30 @@ def test_0003_up_down_and_up_again_with_data(engine: Engine) -> None:
     assert _rows(engine, "SELECT id FROM checkpoints") == [(17,)]
     _migrate(engine, "head")
     assert _rows(engine, "SELECT id, client_id FROM training_runs") == [(13, 7)]
+
+
+def test_0005_adds_the_continuation_columns_to_existing_runs_and_goes_back(
+    engine: Engine,
+) -> None:
+    _migrate(engine, "0004")
+    with engine.begin() as c:
+        c.execute(text("INSERT INTO clients (id, name, created) VALUES (7, 'acme', 0)"))
+        c.execute(
+            text(
+                "INSERT INTO training_runs (id, client_id, state, attempt, checkpoint_count,"
+                " created, updated, deleted) VALUES (13, 7, 'completed', 1, 2, 0, 0, false)"
+            )
+        )
+    _migrate(engine, "0005")
+    assert _rows(engine, "SELECT id, has_checkpoint_archive, continues_id FROM training_runs") in (
+        [(13, False, None)],
+        [(13, 0, None)],
+    )
+    with engine.begin() as c:
+        c.execute(
+            text("UPDATE training_runs SET has_checkpoint_archive = true, continues_id = 13")
+        )
+    _migrate(engine, "0004", down=True)
+    assert _rows(engine, "SELECT id, checkpoint_count FROM training_runs") == [(13, 2)]
+    _migrate(engine, "head")
+    assert _rows(engine, "SELECT continues_id FROM training_runs") == [(None,)]

@@ -24,6 +24,12 @@ class Bowl(Objective):
         return ObjectiveResult(value=value, extra={"scale": float(config.get("scale", 1))})
 
 
+class Steps(Bowl):
+    """`Bowl`, declared continuable."""
+
+    continuable = True
+
+
 def bowl_metrics(assignments, task, config, context):
     """Every metric by name: the optimized one ("value") among them."""
     return {"distance": abs(assignments["x1"]), "value": assignments["x1"] + assignments["x2"]}
@@ -46,6 +52,7 @@ NOT_AN_OBJECTIVE = 42
 
 ENTRY_POINTS = {
     "plugin_bowl": "mt_plugin:Bowl",
+    "plugin_steps": "mt_plugin:Steps",
     "plugin_metrics": "mt_plugin:bowl_metrics",
     "plugin_value": "mt_plugin:bowl_value",
     "plugin_wrong_metric": "mt_plugin:wrong_metric",

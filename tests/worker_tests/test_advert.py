@@ -1,8 +1,10 @@
 """A worker's `WorkerAdvert` in the real Redis: written with the TTL at start, renewed while the
-worker runs, removed when it stops; and what ``multitune worker`` advertises and consumes."""
+worker runs, removed when it stops; and what ``multitune worker`` advertises and consumes; and
+the rule that reads the live adverts to tell whether an objective's runs can be continued."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -17,6 +19,8 @@ from services.worker.advert import node_name
 from shared.messages import WorkerAdvert
 from shared.names import WORKER_ADVERT_TTL_S
 from shared.names import worker_key
+from shared.workers import continuable
+from shared.workers import live_adverts
 
 
 def test_an_advert_lives_with_its_ttl_is_renewed_and_is_removed_on_stop(
@@ -56,9 +60,10 @@ def test_an_advert_names_the_node_objectives_and_gpus(
 ) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     before = time.time()
-    advert = make_advert(node_name("gpu0"), ["b", "a"])
+    advert = make_advert(node_name("gpu0"), ["b", "a"], ["b"])
     assert advert.name == f"gpu0@{os.uname().nodename}"
     assert advert.objectives == ["a", "b"] and advert.gpus == gpus
+    assert advert.continuable == ["b"]
     assert before <= advert.started <= time.time()
 
 
@@ -71,3 +76,20 @@ def test_worker_gpus_become_cuda_visible_devices(given: str | None, visible: str
 def test_worker_gpus_must_be_distinct_indices(given: str) -> None:
     with pytest.raises(click.BadParameter, match="distinct GPU indices"):
         gpu_list(given)
+
+
+def test_an_objective_is_continuable_when_every_live_provider_says_so(
+    redis_client: redis.Redis,
+) -> None:
+    assert live_adverts(redis_client) == [] and not continuable("a", [])
+    old = WorkerAdvert(name="old@host", objectives=["a", "b"], started=1.0)
+    raw = json.loads(old.to_json())
+    del raw["continuable"]  # what a worker of the previous version writes
+    redis_client.set(worker_key(old.name), json.dumps(raw))
+    new = WorkerAdvert(name="new@host", objectives=["a"], started=1.0, continuable=["a"])
+    Advertiser(redis_client, new).publish()
+    assert live_adverts(redis_client) == [new, old]
+    assert not continuable("a", live_adverts(redis_client))  # the old worker may train it
+    redis_client.delete(worker_key(old.name))
+    assert continuable("a", live_adverts(redis_client))
+    assert not continuable("b", live_adverts(redis_client))  # no live provider

@@ -2,8 +2,9 @@
 over HTTP): packing and safe unpacking, `CheckpointSync` (upload when changed, fetch when the
 local copy is not the stored one, fencing), and `runner.train` with workers whose data dirs are
 separate: a run stopped on one resumes on the other from the fetched checkpoint, a script's
-directory is stored while it runs and when it stops, and a store that cannot take the
-checkpoint fails the run with that reason."""
+directory is stored while it runs and when it stops, a run that continues another starts from
+that run's archive, and a store that cannot take the checkpoint fails the run with that
+reason."""
 
 from __future__ import annotations
 
@@ -322,6 +323,44 @@ def test_a_run_stopped_on_one_worker_resumes_on_another_with_its_own_data_dir(
     assert (first.data_dir / "runs" / str(run.id) / "epoch.txt").read_text() == "2"
     stored = _stored(worker, run.id, tmp_path / "fetched")
     assert stored == {"epoch.txt": b"4", "weights/layer.bin": bytes([4]) * 1000}
+
+
+def test_a_run_that_continues_another_starts_from_that_runs_archive(
+    worker: Worker, tmp_path: Path
+) -> None:
+    source = worker.new_run(task="cheap")  # 1 of 4 epochs (cost 0.25)
+    first, second = _settings(worker, tmp_path, "a"), _settings(worker, tmp_path, "b")
+    done = runner.train(worker.request(source), first, worker.api, worker.redis, "w1")
+    assert done is not None and not done.failed, done
+    body = {"attempt": 1, "state": "completed", "values": done.values}
+    api_objects.record_result(worker.api, source.id, body)
+    run = api_objects.create_training_run(
+        worker.api,
+        worker.experiment_id,
+        {"assignments": source.assignments, "task": "full"},
+        continues=source.id,
+    )
+    assert run.continues == source.id
+
+    request = worker.request(run, continues=source.id)
+    result = runner.train(request, second, worker.api, worker.redis, "w2")
+    assert result is not None and not result.failed, result
+    assert sorted(c["epoch"] for c in worker.checkpoints(run.id)) == [2, 3, 4]  # not from 1
+    assert _stored(worker, run.id, tmp_path / "run") == {"progress.json": b'{"epoch": 4}'}
+    assert _stored(worker, source.id, tmp_path / "source") == {"progress.json": b'{"epoch": 1}'}
+
+    # A retry restores the run's own archive; a source without an archive is an error.
+    again = tmp_path / "c" / "runs" / str(run.id)
+    transport = ArchiveTransport(worker.server.url, SERVICE_TOKEN, retry_for_s=5)
+    restored = CheckpointSync(transport, run.id, 2, again, source=source.id).restore()
+    assert (
+        restored.startswith("fetched the checkpoint of attempt 1") and "continues" not in restored
+    )
+    assert _files(again) == {"progress.json": b'{"epoch": 4}'}
+    bare, other = worker.new_run(x1=3.0), worker.new_run(x1=4.0)
+    with pytest.raises(CheckpointStoreError, match="which has no checkpoint stored"):
+        CheckpointSync(transport, other.id, 1, tmp_path / "d", source=bare.id).restore()
+    transport.close()
 
 
 def test_a_store_that_refuses_checkpoints_fails_the_run_with_that_reason(

@@ -36,6 +36,14 @@ def test_entry_points_are_listed_without_importing_them(installed: Path) -> None
     assert "mt_plugin" not in sys.modules  # the worker's parent never imports user code
 
 
+def test_continuable_entry_points_are_read_without_importing_them_here(installed: Path) -> None:
+    continuable = Catalog.discover().continuable()
+    assert "plugin_steps" in continuable  # a class that says so
+    assert not {"plugin_bowl", "plugin_metrics"} & set(continuable)  # default; a function
+    assert {"augmented_branin", "augmented_hartmann"} <= set(continuable)
+    assert "mt_plugin" not in sys.modules
+
+
 def test_a_class_and_a_function_load_under_their_entry_point_names(installed: Path) -> None:
     catalog = Catalog.discover()
     bowl = catalog.load("plugin_bowl")

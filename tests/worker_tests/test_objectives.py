@@ -21,3 +21,9 @@ def test_each_registered_objective_loads_under_its_name(name: str) -> None:
 def test_an_unknown_objective_is_a_key_error() -> None:
     with pytest.raises(KeyError):
         objectives.load("no_such_objective")
+
+
+def test_the_continuable_built_ins_are_those_whose_class_says_so() -> None:
+    declared = {name for name in OBJECTIVE_NAMES if type(objectives.load(name)).continuable}
+    assert declared == objectives.CONTINUABLE == {"augmented_branin", "augmented_hartmann"}
+    assert objectives.Catalog().continuable() == sorted(objectives.CONTINUABLE)

@@ -40,6 +40,7 @@ full:
   max_epochs: 8
   config: {batch_size: 64}
   stop_grace_s: 2.5
+  continuable: true
 minimal:
   command: "python -c 'print(1)'"
 """,
@@ -49,7 +50,7 @@ minimal:
     assert full.command == ("python", "train.py", "--flag", "3")
     assert full.cwd == (tmp_path / "code").resolve()
     assert full.env == {"OMP_NUM_THREADS": "1", "MODE": "fast"}
-    assert (full.max_epochs, full.stop_grace_s) == (8, 2.5)
+    assert (full.max_epochs, full.stop_grace_s, full.continuable) == (8, 2.5, True)
     # The experiment's config wins over the file's defaults; max_epochs is always there.
     assert full.run_config({"batch_size": 32, "lr": 0.1}) == {
         "max_epochs": 8,
@@ -61,7 +62,7 @@ minimal:
     assert minimal.command == ("python", "-c", "print(1)")
     assert minimal.cwd == tmp_path.resolve()
     assert (minimal.env, minimal.max_epochs, minimal.config) == ({}, 1, {})
-    assert minimal.stop_grace_s == DEFAULT_STOP_GRACE_S
+    assert minimal.stop_grace_s == DEFAULT_STOP_GRACE_S and not minimal.continuable
 
 
 @pytest.mark.parametrize(
@@ -94,6 +95,7 @@ minimal:
         ("x: {command: [python], config: [1]}\n", "x.config: expected a mapping, got list"),
         ("x: {command: [python], config: {max_epochs: 3}}\n", "x.config.max_epochs: give it as"),
         ("x: {command: [python], stop_grace_s: 0}\n", "x.stop_grace_s: expected seconds in"),
+        ("x: {command: [python], continuable: 'yes'}\n", "x.continuable: expected true or false"),
     ],
 )
 def test_mistakes_are_refused_naming_the_key(tmp_path: Path, text: str, message: str) -> None:

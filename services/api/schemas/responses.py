@@ -381,6 +381,8 @@ _RUN: dict[str, Schema] = {
     "favorite": BOOLEAN,
     "files": array(ID),
     "checkpoint_count": INTEGER,
+    "has_checkpoint_archive": BOOLEAN,
+    "continues": nullable(ID),
     "created": TIME,
     "updated": nullable(TIME),
     "started": nullable(NUMBER),

@@ -54,13 +54,20 @@ class NewSuggestion(StrictModel):
 
 
 class TrainingRunCreate(StrictModel):
-    """``suggestion``: an existing suggestion's id, or a new suggestion to create with the run."""
+    """``suggestion``: an existing suggestion's id, or a new suggestion to create with the run.
+    ``continues``: a completed run of the same assignments on a cheaper task whose checkpoint
+    this run resumes (`services.api.store.continuation`); its observation is charged only the
+    difference of the two tasks' costs."""
 
-    model_config = examples({"suggestion": {"assignments": {"x": 0.75}}, "name": "run"})
+    model_config = examples(
+        {"suggestion": {"assignments": {"x": 0.75}}, "name": "run"},
+        {"suggestion": {"assignments": {"x": 0.75}, "task": "full"}, "continues": "12"},
+    )
 
     suggestion: ObjectId | NewSuggestion
     name: RunName | None = None
     metadata: Metadata = None
+    continues: ObjectId | None = None
 
 
 # ------------------------------------------------------------------ tracked fields (SigOpt's)

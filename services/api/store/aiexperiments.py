@@ -4,7 +4,8 @@ suggestion exactly as ``POST /experiments/{id}/suggestions`` serves it, and ends
 `training_runs`' one atomic path.
 
 **Budget.** ``remaining_budget = budget - cost of the experiment's runs that are not archived``
-(active and finished; a run costs its task's cost, 1 without tasks). A run may be created while
+(active and finished; a run costs its task's cost, 1 without tasks, less the cost of the
+run it continues: `continuation.continued_cost`). A run may be created while
 the remaining budget is above 0; the check and the insert hold the experiment's row lock, so
 parallel clients cannot both take the last of it. Past that, a create is a 409 naming
 ``budget`` (raise it with ``PUT`` or archive runs). The last run may take the remaining budget
@@ -21,6 +22,7 @@ from sqlalchemy import func
 from sqlalchemy import select
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm import aliased
 
 from services.api.auth import Principal
 from services.api.errors import ApiError
@@ -34,6 +36,7 @@ from services.api.schemas.aiexperiments import AiExperimentCreate
 from services.api.schemas.aiexperiments import AiExperimentUpdate
 from services.api.schemas.aiexperiments import AiRunCreate
 from services.api.schemas.common import PageQuery
+from services.api.store import continuation
 from services.api.store import experiments
 from services.api.store import results
 from services.api.store import suggestions
@@ -94,20 +97,24 @@ def list_page(
 
 def progress(session: Session, experiment: Experiment, spec: ExperimentSpec) -> dict[str, Any]:
     """Run counts and the remaining budget; archived runs count for neither."""
+    source_run = aliased(TrainingRun)
+    source_suggestion = aliased(Suggestion)
     rows = session.execute(
-        select(TrainingRun.state, Suggestion.task, func.count())
+        select(TrainingRun.state, Suggestion.task, source_suggestion.task, func.count())
         .outerjoin(Suggestion, Suggestion.id == TrainingRun.suggestion_id)
+        .outerjoin(source_run, source_run.id == TrainingRun.continues_id)
+        .outerjoin(source_suggestion, source_suggestion.id == source_run.suggestion_id)
         .where(TrainingRun.experiment_id == experiment.id, TrainingRun.deleted.is_(False))
-        .group_by(TrainingRun.state, Suggestion.task)
+        .group_by(TrainingRun.state, Suggestion.task, source_suggestion.task)
     ).tuples()
     finished = active = 0
     cost = 0.0
-    for state, task, count in rows:
+    for state, task, source_task, count in rows:
         if state in FINISHED_RUN_STATES:
             finished += count
         else:
             active += count
-        cost += count * spec.task_cost(task)
+        cost += count * continuation.continued_cost(spec, task, source_task)
     budget = experiment.observation_budget
     return {
         "active_run_count": active,

@@ -6,9 +6,11 @@ and a pointer ``<run>/current.json`` naming the current one. An upload streams i
 object under a fresh key, is checked against its declared length and SHA-256, published, and
 only then made current: under a write of the run's row that holds only while the attempt is
 still the run's and the run is not finished (the fence), the pointer is replaced, and then the
-previous archive is deleted. An upload that breaks off, is refused or loses the fence leaves the
-current archive as it was. The pointer also records when the run was created, so archives left
-by another database (ids reused after a reset) are ignored.
+previous archive is deleted; the row then records that the run has an archive
+(``has_checkpoint_archive``: what a run that continues it needs). An upload that breaks off, is
+refused or loses the fence leaves the current archive as it was. The pointer also records when
+the run was created, so archives left by another database (ids reused after a reset) are
+ignored.
 """
 
 from __future__ import annotations
@@ -171,7 +173,7 @@ def _make_current(
             TrainingRun.attempt == archive.attempt,
             TrainingRun.state.not_in(FINISHED_RUN_STATES),
         )
-        .values(updated=TrainingRun.updated)
+        .values(updated=TrainingRun.updated, has_checkpoint_archive=True)
         .execution_options(synchronize_session=False)
     )
     if held.rowcount != 1:  # type: ignore[attr-defined]

@@ -1,6 +1,7 @@
 """Observations: create (single and batch, idempotent), update, delete, list.
 
-Counts and the budget consumed (sum of task costs) are aggregates over the live observations
+Counts and the budget consumed (sum of the charged costs: a task's cost, less what the run it
+continued already paid, `continuation.charged_cost`) are aggregates over the live observations
 (`services.api.store.results.observation_stats`), so nothing else changes with them. A
 suggestion holds at most one live observation unless the request says ``allow_multiple`` (a
 unique column enforces it, races included); a retried POST with the same ``Idempotency-Key``,
@@ -27,6 +28,7 @@ from services.api.models import Observation
 from services.api.models import Suggestion
 from services.api.schemas.common import PageQuery
 from services.api.schemas.observations import ObservationCreate
+from services.api.store import continuation
 from services.api.store.paging import fetch_page
 from services.api.store.suggestions import check_point
 from shared.messages import EventType
@@ -160,7 +162,7 @@ def build(
         assignments=assignments,
         task=task,
         key=assignment_key(assignments, task),
-        cost=spec.task_cost(task),
+        cost=continuation.charged_cost(session, spec, suggestion, task),
         values=values,
         failed=failed,
         meta=body.metadata,

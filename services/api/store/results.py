@@ -24,7 +24,7 @@ from shared.space import ExperimentSpec
 
 @dataclass(frozen=True)
 class ObservationStats:
-    """Live observations of an experiment: how many, their summed task cost (the budget
+    """Live observations of an experiment: how many, their summed charged cost (the budget
     consumed), and when any observation (deleted ones included) last changed."""
 
     count: int
@@ -138,7 +138,8 @@ def best_observation(
 
 
 def progress(session: Session, experiment: Experiment, spec: ExperimentSpec) -> dict[str, Any]:
-    """SigOpt's progress object: counts, budget consumed (sum of task costs), first/last/best."""
+    """SigOpt's progress object: counts, budget consumed (sum of charged costs),
+    first/last/best."""
     base = select(Observation).where(
         Observation.experiment_id == experiment.id, Observation.deleted.is_(False)
     )

@@ -43,6 +43,7 @@ from services.api.schemas.training_runs import TrainingRunResult
 from services.api.schemas.training_runs import TrainingRunUpdate
 from services.api.serialize import RunRelations
 from services.api.store import artifacts
+from services.api.store import continuation
 from services.api.store import experiments
 from services.api.store import observations
 from services.api.store import suggestions
@@ -89,13 +90,15 @@ def create(
     session: Session, experiment: Experiment, spec: ExperimentSpec, body: TrainingRunCreate
 ) -> TrainingRun:
     """One run per suggestion: creating it again returns the existing run (idempotent). With a
-    new suggestion in the body, both are created in one transaction."""
+    new suggestion in the body, both are created in one transaction. ``continues`` is checked
+    against the suggestion (`continuation.check`)."""
     if isinstance(body.suggestion, NewSuggestion):
         new = body.suggestion
         created = suggestions.add_explicit(
             session, experiment, spec, new.assignments, new.task, new.metadata, "suggestion."
         )
         run = add(session, experiment, created, body.name, body.metadata, RunState.QUEUED)
+        _continue(session, experiment, spec, run, created, body.continues)
         session.commit()
         return run
     suggestion = session.get(Suggestion, body.suggestion)
@@ -111,8 +114,24 @@ def create(
     if existing is not None:
         return existing
     run = add(session, experiment, suggestion, body.name, body.metadata, RunState.QUEUED)
+    _continue(session, experiment, spec, run, suggestion, body.continues)
     session.commit()
     return run
+
+
+def _continue(
+    session: Session,
+    experiment: Experiment,
+    spec: ExperimentSpec,
+    run: TrainingRun,
+    suggestion: Suggestion,
+    continues: int | None,
+) -> None:
+    if continues is not None:
+        source = continuation.check(
+            session, experiment, spec, suggestion.assignments, suggestion.task, continues
+        )
+        run.continues_id = source.id
 
 
 def add(

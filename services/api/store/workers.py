@@ -1,7 +1,6 @@
 """Which objectives the live workers provide, from their adverts in Redis.
 
-Each live worker keeps a `shared.messages.WorkerAdvert` at `shared.names.worker_key` with a TTL,
-so the keys under `WORKER_KEY_PREFIX` are the live workers. `check_objective` is the one rule
+The adverts are read with `shared.workers.live_adverts`. `check_objective` is the one rule
 for an experiment that names an objective:
 
 * a built-in objective (`OBJECTIVE_NAMES`, which every worker provides) is always available;
@@ -22,15 +21,11 @@ from flask import current_app
 from flask import g
 
 from services.api.errors import invalid
-from shared.messages import MessageError
 from shared.messages import WorkerAdvert
 from shared.names import OBJECTIVE_NAMES
-from shared.names import WORKER_KEY_PREFIX
+from shared.workers import live_adverts
 
 log = logging.getLogger(__name__)
-
-#: Keys fetched per SCAN round trip.
-_SCAN_COUNT = 500
 
 
 @dataclass(frozen=True)
@@ -43,21 +38,6 @@ class ObjectiveStatus:
 
     def as_json(self) -> dict[str, Any]:
         return {"object": "objective_status", "available": self.available, "reason": self.reason}
-
-
-def live_adverts(client: redis.Redis) -> list[WorkerAdvert]:
-    """The adverts of the live workers (raises `redis.RedisError` when Redis fails). An
-    unreadable advert is skipped: a worker of another version must not block experiments."""
-    keys = sorted(client.scan_iter(match=f"{WORKER_KEY_PREFIX}*", count=_SCAN_COUNT))
-    adverts = []
-    for key, value in zip(keys, client.mget(keys) if keys else [], strict=True):
-        if value is None:  # expired between SCAN and MGET
-            continue
-        try:
-            adverts.append(WorkerAdvert.from_json(value))
-        except MessageError as exc:
-            log.warning("ignoring the unreadable worker advert %r: %s", key, exc)
-    return adverts
 
 
 def _adverts() -> list[WorkerAdvert] | None:

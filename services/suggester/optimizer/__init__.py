@@ -23,6 +23,7 @@ from services.suggester.optimizer._base import Observation  # noqa: E402
 from services.suggester.optimizer._base import Optimizer  # noqa: E402
 from services.suggester.optimizer._base import Pending  # noqa: E402
 from services.suggester.optimizer._base import SuggestResult  # noqa: E402
+from services.suggester.optimizer._continuation import Runs  # noqa: E402
 from services.suggester.optimizer._grid import GridOptimizer  # noqa: E402
 from services.suggester.optimizer._model import FitSettings  # noqa: E402
 from services.suggester.optimizer._multitask import BayesSettings  # noqa: E402
@@ -45,6 +46,7 @@ __all__ = [
     "Pending",
     "PolicySettings",
     "RandomOptimizer",
+    "Runs",
     "SuggestResult",
     "optimizer_for",
     "suggest",

@@ -10,8 +10,10 @@ objective's module is imported when a run of it starts (`Catalog.load`).
 from __future__ import annotations
 
 import importlib
+import multiprocessing
 from collections.abc import Callable
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from dataclasses import field
 from importlib.metadata import EntryPoint
@@ -33,6 +35,10 @@ REGISTRY = {
     "augmented_hartmann": "services.worker.objectives.synthetic:AugmentedHartmannObjective",
     "sparse_resnet50": "services.worker.objectives.sparse_resnet50:SparseResNet50Objective",
 }
+
+#: The built-ins whose class is `Objective.continuable` (a test checks this): read here so that
+#: the worker's parent does not import their modules to advertise them.
+CONTINUABLE = frozenset({"augmented_branin", "augmented_hartmann"})
 
 #: Installed packages declare objectives here: ``name = "package.module:attr"``, where ``attr``
 #: is an `Objective` subclass (constructed with no arguments) or a function
@@ -140,6 +146,14 @@ class Catalog:
         """Every objective this worker can train, sorted."""
         return sorted({*REGISTRY, *self.entry_points, *self.scripts})
 
+    def continuable(self) -> list[str]:
+        """The objectives whose runs can continue from a cheaper run's checkpoint, sorted:
+        built-ins by `CONTINUABLE`, scripts by their ``continuable`` key, entry points by their
+        class's `Objective.continuable` (plain functions: no), read in a spawned child process
+        so that this one imports no user code."""
+        scripts = {name for name, script in self.scripts.items() if script.continuable}
+        return sorted(CONTINUABLE | scripts | _continuable_entry_points(self.entry_points))
+
     def load(self, name: str) -> Objective | ScriptObjective:
         """What trains ``name``: a fresh `Objective` (its module imported now), or the script.
 
@@ -178,6 +192,28 @@ def _entry_points() -> dict[str, EntryPoint]:
             )
         found[name] = entry_point
     return found
+
+
+def _continuable_entry_points(found: Mapping[str, EntryPoint]) -> set[str]:
+    if not found:
+        return set()
+    declared = [(e.name, e.value, e.group) for e in found.values()]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as child:
+        return child.submit(_read_continuable, declared).result()
+
+
+def _read_continuable(declared: list[tuple[str, str, str]]) -> set[str]:
+    """In the child: the entry points whose objective is continuable. One that fails to load
+    counts as not continuable here; its runs fail with the error when they start."""
+    names = set()
+    for name, value, group in declared:
+        try:
+            if load_entry_point(EntryPoint(name, value, group)).continuable:
+                names.add(name)
+        except Exception:  # noqa: BLE001, S112 - reported when a run of it loads it
+            continue
+    return names
 
 
 def _describe(entry_point: EntryPoint) -> str:

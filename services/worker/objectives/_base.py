@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
 from typing import Any
+from typing import ClassVar
 from typing import Protocol
 
 from shared.space import Task
@@ -72,6 +73,12 @@ class Objective(abc.ABC):
 
     #: The name an experiment's ``objective.name`` refers to.
     name: str
+    #: A run of a cheap task can continue into a costlier one from its checkpoint, because the
+    #: objective's schedule does not depend on the total number of epochs: given the checkpoint
+    #: of a shorter run in ``context.checkpoint_dir``, it trains on from there to the task's
+    #: epochs and the result equals a run of the costlier task from scratch. The suggester then
+    #: may continue a cheap run instead of restarting it, and charge only the difference.
+    continuable: ClassVar[bool] = False
 
     def epochs_for(self, task: Task | None, config: Mapping[str, Any]) -> int:
         """Training length for a task: `task_epochs` with ``config.max_epochs`` (default 1)."""

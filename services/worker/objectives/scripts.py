@@ -11,6 +11,8 @@ The file maps objective names to what to run::
                                      #   an experiment's objective.config.max_epochs wins
       config: {batch_size: 64}       # defaults under the experiment's objective.config
       stop_grace_s: 10               # on stop, pause or lease loss: SIGTERM, then SIGKILL after
+      continuable: false             # true: a run of a cheap task may continue into a costlier
+                                     #   one from its checkpoint (`Objective.continuable`)
 
 Only ``command`` is required. `load_objectives_file` checks everything when the worker starts
 and raises `ObjectivesFileError` naming the file, the objective and the key. The worker runs a
@@ -37,7 +39,7 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 #: Environment variables the worker sets for the child; ``env`` may not set them.
 RESERVED_ENV = re.compile(r"(SIGOPT_|MULTITUNE_).*|CUDA_VISIBLE_DEVICES")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-KEYS = ("command", "cwd", "env", "max_epochs", "config", "stop_grace_s")
+KEYS = ("command", "cwd", "env", "max_epochs", "config", "stop_grace_s", "continuable")
 DEFAULT_STOP_GRACE_S = 10.0
 
 
@@ -57,6 +59,8 @@ class ScriptObjective:
     max_epochs: int = 1
     config: Mapping[str, Any] = field(default_factory=dict)
     stop_grace_s: float = DEFAULT_STOP_GRACE_S
+    #: As `services.worker.objectives.Objective.continuable`.
+    continuable: bool = False
 
     def run_config(self, experiment_config: Mapping[str, Any]) -> dict[str, Any]:
         """The config a run gets: the experiment's ``objective.config`` over this file's
@@ -133,6 +137,9 @@ def _objective(
     grace = spec.get("stop_grace_s", DEFAULT_STOP_GRACE_S)
     if isinstance(grace, bool) or not isinstance(grace, int | float) or not 0 < grace <= 3600:
         raise error("stop_grace_s", f"expected seconds in (0, 3600], got {grace!r}")
+    continuable = spec.get("continuable", False)
+    if not isinstance(continuable, bool):
+        raise error("continuable", f"expected true or false, got {continuable!r}")
     _check_executable(command[0], cwd, child_path(env, base), lambda m: error("command", m))
     return ScriptObjective(
         name=name,
@@ -142,6 +149,7 @@ def _objective(
         max_epochs=max_epochs,
         config={str(k): v for k, v in config.items()},
         stop_grace_s=float(grace),
+        continuable=continuable,
     )
 
 

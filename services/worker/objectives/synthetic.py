@@ -3,9 +3,10 @@
 The task cost is the fidelity ``s``. ``sleep_per_cost`` (seconds per unit of cost, default 0)
 simulates training time, spread over ``epochs`` steps (default 4 x cost, at least 1); after each
 step the run saves its progress and then reports a checkpoint, so a retried run resumes where
-the lost attempt stopped. Values are the test function's (both are minimised; use a metric with
-``objective: minimize``). Parameters: ``x1``..``x6`` in [0, 1] (Hartmann), ``x1`` in [-5, 10]
-and ``x2`` in [0, 15] (Branin).
+the lost attempt stopped, and a run that continues a cheaper one (`Objective.continuable`)
+starts after that run's last epoch. Values are the test function's (both are minimised; use a
+metric with ``objective: minimize``). Parameters: ``x1``..``x6`` in [0, 1] (Hartmann), ``x1``
+in [-5, 10] and ``x2`` in [0, 15] (Branin).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ PROGRESS_FILE = "progress.json"
 
 
 class _Synthetic(Objective):
+    # A run resumes from progress.json and runs to the task's epochs, whatever ran before.
+    continuable = True
     function: type[SyntheticTestFunction]
     inputs: tuple[str, ...]
 
