@@ -24,17 +24,21 @@ def client_for(platform: Platform) -> ApiClient:
 
 
 def check_finished_experiment(api: ApiClient, eid: str) -> dict[str, Any]:
-    """The invariants every managed experiment must end with; returns the experiment."""
+    """The invariants every managed experiment must end with; returns the experiment.
+
+    The budget consumed is the sum of the observations' task costs, less, for a run that
+    continued another (the synthetic objectives are continuable), its source run's task cost."""
     experiment = api.get(f"/experiments/{eid}")
     assert experiment["state"] == "completed"
     observations = list(api.iterate(f"/experiments/{eid}/observations"))
-    costs = {t["name"]: t["cost"] for t in experiment["tasks"]}
-    total = sum(costs[o["task"]["name"]] for o in observations)
+    runs = list(api.iterate(f"/experiments/{eid}/training_runs"))
+    run_cost = {r["id"]: r["task"]["cost"] for r in runs}
+    continued = {r["observation"]: run_cost[r["continues"]] for r in runs if r["continues"]}
+    total = sum(o["task"]["cost"] - continued.get(o["id"], 0.0) for o in observations)
     assert experiment["progress"]["observation_budget_consumed"] == pytest.approx(total)
     assert total >= experiment["observation_budget"]
     per_suggestion = Counter(o["suggestion"] for o in observations)
     assert per_suggestion and max(per_suggestion.values()) == 1, per_suggestion
-    runs = list(api.iterate(f"/experiments/{eid}/training_runs"))
     assert all(r["finished"] for r in runs), [r["state"] for r in runs]
     assert {r["suggestion"] for r in runs if r["state"] in ("completed", "failed", "lost")} == set(
         per_suggestion
