@@ -1,16 +1,25 @@
 """A training run that continues a cheaper run (``continues``), over SQLite and PostgreSQL: shown
 in the run's JSON, charged only the difference of the task costs in the budget consumed, and
 refused with a 400 naming ``continues`` unless the source is a completed, successful run of the
-same experiment and assignments on a cheaper task with a stored checkpoint archive."""
+same experiment and assignments on a cheaper task with a stored checkpoint archive, and, for an
+experiment that names an objective, the live workers (adverts in the real Redis) say its runs
+can continue."""
 
 from __future__ import annotations
 
 import hashlib
+import time
 from typing import Any
 
 import pytest
+import redis
 from flask.testing import FlaskClient
 
+from shared.messages import WorkerAdvert
+from shared.names import OBJECTIVE_NAMES
+from shared.names import WORKER_ADVERT_TTL_S
+from shared.names import WORKER_KEY_PREFIX
+from shared.names import worker_key
 from tests.api_tests.conftest import MULTITASK
 
 SERVICE = {"Authorization": "Bearer service-secret"}
@@ -127,3 +136,43 @@ def test_a_source_that_cannot_be_continued_is_a_400_naming_continues(
     runs = client.get(f"/v1/experiments/{eid}/training_runs", headers=auth).json
     assert all(r["continues"] is None for r in runs["data"])
     assert len(runs["data"]) == len(sources) - 3  # the unknown, bad and foreign sources
+
+
+def test_a_managed_objective_continues_only_when_the_live_workers_say_so(
+    client: FlaskClient, auth: dict[str, str], redis_client: redis.Redis
+) -> None:
+    """With an objective, `shared.workers.continuable` over the live adverts decides: no live
+    worker, or a provider that does not declare it continuable, is a 400 naming ``continues``."""
+    objective = "augmented_hartmann"
+    managed = {**MULTITASK, "objective": {"name": objective, "config": {}}}
+    eid = client.post("/v1/experiments", json=managed, headers=auth).json["id"]
+    source = _run(client, auth, eid, "short")
+    body = {"suggestion": {"assignments": POINT, "task": "full"}, "continues": source}
+    adverts = {
+        "no live worker": [],
+        "a provider that cannot continue it": [("gpu0", [])],
+        "one of two providers cannot": [("gpu0", [objective]), ("gpu1", [])],
+    }
+    for case, workers in adverts.items():
+        for key in redis_client.scan_iter(match=f"{WORKER_KEY_PREFIX}*"):
+            redis_client.delete(key)
+        for name, continuable in workers:
+            _advertise(redis_client, name, continuable)
+        response = _create(client, auth, eid, body)
+        assert response.status_code == 400, (case, response.json)
+        assert "continues" in response.json["message"], (case, response.json)
+        assert objective in response.json["message"], (case, response.json)
+    runs = client.get(f"/v1/experiments/{eid}/training_runs", headers=auth).json["data"]
+    assert [r["id"] for r in runs] == [source]
+
+    _advertise(redis_client, "gpu1", [objective])
+    created = _create(client, auth, eid, body)
+    assert created.status_code == 200, created.json
+    assert created.json["continues"] == source
+
+
+def _advertise(redis_client: redis.Redis, name: str, continuable: list[str]) -> None:
+    advert = WorkerAdvert(
+        name=name, objectives=list(OBJECTIVE_NAMES), started=time.time(), continuable=continuable
+    )
+    redis_client.set(worker_key(name), advert.to_json(), px=WORKER_ADVERT_TTL_S * 1000)

@@ -25,6 +25,8 @@ import requests
 
 from services.worker import objectives
 from services.worker import runner
+from services.worker.advert import Advertiser
+from services.worker.advert import make_advert
 from services.worker.checkpoint_sync import ArchiveTransport
 from services.worker.checkpoint_sync import AttemptSuperseded
 from services.worker.checkpoint_sync import CheckpointStoreError
@@ -329,6 +331,10 @@ def test_a_run_that_continues_another_starts_from_that_runs_archive(
     worker: Worker, tmp_path: Path
 ) -> None:
     source = worker.new_run(task="cheap")  # 1 of 4 epochs (cost 0.25)
+    catalog = Catalog.discover()  # the live worker's advert: its objectives can continue
+    assert Advertiser(
+        worker.redis, make_advert("w1", catalog.names(), catalog.continuable())
+    ).publish()
     first, second = _settings(worker, tmp_path, "a"), _settings(worker, tmp_path, "b")
     done = runner.train(worker.request(source), first, worker.api, worker.redis, "w1")
     assert done is not None and not done.failed, done

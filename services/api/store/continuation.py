@@ -18,6 +18,7 @@ from services.api.models import Experiment
 from services.api.models import Observation
 from services.api.models import Suggestion
 from services.api.models import TrainingRun
+from services.api.store import workers
 from shared.space import Assignments
 from shared.space import ExperimentSpec
 from shared.space import assignment_key
@@ -36,7 +37,12 @@ def check(
 ) -> TrainingRun:
     """The run ``continues`` that a new run of ``(assignments, task)`` may resume, else a 400
     naming ``continues``: it must be a live run of the same experiment and assignments on a
-    cheaper task, completed with a successful observation and a stored checkpoint archive."""
+    cheaper task, completed with a successful observation and a stored checkpoint archive; and
+    when the experiment names an objective, the live workers must say its runs can continue
+    (`workers.check_continuable`). Without one the client trains the runs and decides."""
+    objective = experiment.definition.get("objective")
+    if objective:
+        workers.check_continuable(str(objective["name"]), FIELD)
     source = session.get(TrainingRun, continues)
     if source is None or source.experiment_id != experiment.id or source.deleted:
         raise invalid(FIELD, f"No training run: {continues} in experiment: {experiment.id}")

@@ -8,6 +8,8 @@ for an experiment that names an objective:
   provides it;
 * with no live worker, or Redis not answering, the experiment is accepted and waits, and
   `objective_status` (shown in its JSON and on its page) says why.
+
+`check_continuable` applies `shared.workers.continuable` to a run that would continue another.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from flask import g
 from services.api.errors import invalid
 from shared.messages import WorkerAdvert
 from shared.names import OBJECTIVE_NAMES
+from shared.workers import continuable
 from shared.workers import live_adverts
 
 log = logging.getLogger(__name__)
@@ -91,6 +94,26 @@ def check_objective(name: str) -> ObjectiveStatus:
             f"{', '.join(offered)}",
         )
     return status
+
+
+def check_continuable(name: str, field: str) -> None:
+    """400 naming ``field`` unless the live workers say runs of objective ``name`` can continue
+    from a cheaper run's checkpoint (`shared.workers.continuable`). When that is unknown (Redis
+    does not answer) the run is refused too: restarting is always safe, continuing an objective
+    whose schedule depends on the run's length is not."""
+    adverts = _adverts()
+    if adverts is None:
+        raise invalid(
+            field,
+            f"cannot tell whether runs of objective {name!r} can continue: the worker adverts "
+            "could not be read from Redis",
+        )
+    if not continuable(name, adverts):
+        raise invalid(
+            field,
+            f"runs of objective {name!r} cannot continue from a checkpoint: not every live "
+            "worker that provides it declares it continuable",
+        )
 
 
 def status_json(definition: dict[str, Any]) -> dict[str, Any] | None:
