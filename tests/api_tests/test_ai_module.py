@@ -4,6 +4,7 @@ isolation between clients. Both databases, the Flask test client."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from collections.abc import Callable
@@ -581,3 +582,25 @@ def test_runs_are_served_in_the_suggestions_order(api: Api) -> None:
     assert api.ok("GET", f"/experiments/{eid}/suggestions/{second['suggestion']}")["state"] == (
         "open"
     )
+
+
+def test_a_continued_run_is_charged_the_difference_in_the_remaining_budget(api: Api) -> None:
+    eid = api.ai(api.project(), tasks=TASKS, budget=4)["id"]
+    cheap = api.run(eid, {"assignments": POINT, "task": "cheap"})
+    archive = b"the cheap run's checkpoints"
+    stored = api.call(
+        "PUT",
+        f"/training_runs/{cheap['id']}/checkpoint_archive",
+        query_string={"attempt": cheap["attempt"], "sha256": hashlib.sha256(archive).hexdigest()},
+        data=archive,
+        headers={"Content-Type": "application/x-tar", "Authorization": "Bearer service-secret"},
+    )  # as a worker stores it: clients cannot
+    assert stored.status_code == 200, stored.json
+    api.merge(cheap["id"], {"values": {"acc": {"value": 1.0}}, "state": "completed"})
+    body = {"suggestion": {"assignments": POINT, "task": "full"}, "continues": cheap["id"]}
+    continued = api.ok("POST", f"/experiments/{eid}/training_runs", body)
+    assert continued["continues"] == cheap["id"]
+    # cheap (0.25) + full continued from cheap (1 - 0.25): 1 of 4 spent, not 1.25
+    progress = api.ok("GET", f"/aiexperiments/{eid}")["progress"]
+    assert progress["total_run_count"] == 2
+    assert progress["remaining_budget"] == pytest.approx(3.0)
