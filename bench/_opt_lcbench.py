@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 from scipy.stats import qmc
+from scipy.stats import spearmanr
 
 #: The surrogate's folder: ``../shared/data/lcbench`` from the repository root.
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "lcbench"
@@ -188,3 +189,19 @@ def landscape(instance: str, samples: int = 8192) -> tuple[float, float]:
             )
             best = min(best, float(result.fun))
     return best, span
+
+
+@cache
+def rank_agreement(instance: str, samples: int = 2048) -> dict[float, float]:
+    """Spearman rank correlation of each cheaper task's errors with the 52-epoch ones, over
+    ``samples`` scrambled-Sobol configurations: how faithfully a cheap task ranks them.
+    Deterministic; about a second."""
+    model = surrogate()
+    units = qmc.Sobol(len(PARAMETERS), scramble=True, seed=1).random(samples)
+    configs = [from_unit(u) for u in units]
+    full = model.error(instance, configs, [EPOCHS[1.0]] * samples)
+    return {
+        s: float(spearmanr(model.error(instance, configs, [epochs] * samples), full).statistic)
+        for s, epochs in EPOCHS.items()
+        if s < 1.0
+    }
