@@ -73,13 +73,15 @@ def _check_finished(api: ApiClient, eid: str) -> list[dict[str, Any]]:
 
 
 def test_the_example_script_objective_completes_its_budget_on_two_workers(
-    live: Platform,
+    live: Platform, tmp_path: Path
 ) -> None:
     _start(live, 2, EXAMPLE / "objectives.yaml")
     token = live.token()
-    created = live.cli(
-        "experiments", "create", "-f", str(EXAMPLE / "experiment.yaml"), token=token
-    )
+    definition = yaml.safe_load((EXAMPLE / "experiment.yaml").read_text())
+    definition["observation_budget"] = 4  # half the example's: the same runs, fewer of them
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(definition))
+    created = live.cli("experiments", "create", "-f", str(path), token=token)
     assert created.returncode == 0, created.stderr
     eid = created.stdout.strip()
     api = ApiClient(live.api_url, token, retry_for_s=30)

@@ -138,7 +138,7 @@ def test_constraint_metric_two_objectives_and_noise_with_tasks() -> None:
     observations: list[Observation] = []
     sources = []
     state = None
-    for step in range(10):
+    for step in range(7):  # the 4-point design, then the model
         result = MultitaskOptimizer(FAST).suggest(spec, observations, [], 1, 0, state)
         state = result.state
         candidate = result.candidates[0]
