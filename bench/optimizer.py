@@ -17,11 +17,11 @@ gets there counts as infinite (``>budget``); medians are the lower median (the 5
 the best anchor reaches its own target in at least half its seeds. The median regret of the
 incumbent after a quarter, half and three quarters of the budget shows when each method gets
 there (``inf`` before its first full-cost result). For an LCBench instance it also prints how
-faithfully each cheaper task ranks configurations (`_opt_lcbench.rank_agreement`). Then the ratio of ``mtbo``'s
-median cost-to-target to the best anchor's (goal: at most 0.5), and a summary against the
-goals: that ratio on the median LCBench instance and on each shifted problem, at each worker
-count, and ``mtbo``'s median final regret at most the best anchor's on at least 5 of the 6
-LCBench instances.
+faithfully each cheaper task ranks configurations (`_opt_lcbench.rank_agreement`). Then the
+ratio of ``mtbo``'s median cost-to-target to the best anchor's (goal: at most 0.5), and a
+summary against the goals: that ratio on the median LCBench instance and on each shifted
+problem, at each worker count, and ``mtbo``'s median final regret at most the best anchor's on
+at least 5 of the 6 LCBench instances.
 
 Run: ``python bench/optimizer.py`` (10 seeds, 4 and 16 workers, LCBench and the shifted
 problems, 2 processes x 1 thread); ``--quick`` for a few-minute development run (3 seeds,
