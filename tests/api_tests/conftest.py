@@ -16,6 +16,7 @@ from services.api.auth import create_token
 from services.api.db import get_session
 from shared.settings import Settings
 from tests.inprocess import empty_database
+from tests.services import free_port
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -40,6 +41,21 @@ def app(database_url: str, redis_url: str, redis_client: Any, tmp_path: Path) ->
     app = create_app(settings, start_relay=False)
     with app.app_context():
         empty_database(get_session())
+    yield app
+    app.extensions["db_engine"].dispose()
+
+
+@pytest.fixture()
+def app_without_redis(tmp_path: Path) -> Iterator[Flask]:
+    """The API with its Redis URL pointing at a port nothing listens on."""
+    settings = Settings.from_env(
+        env={},
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'api.db'}",
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        service_token="service-secret",
+    )
+    app = create_app(settings, start_relay=False)
     yield app
     app.extensions["db_engine"].dispose()
 

@@ -13,8 +13,11 @@ from typing import Any
 
 import pytest
 import redis
+from flask import Flask
 from flask.testing import FlaskClient
 
+from services.api.auth import create_token
+from services.api.db import get_session
 from shared.messages import WorkerAdvert
 from shared.names import OBJECTIVE_NAMES
 from shared.names import WORKER_ADVERT_TTL_S
@@ -176,3 +179,21 @@ def _advertise(redis_client: redis.Redis, name: str, continuable: list[str]) -> 
         name=name, objectives=list(OBJECTIVE_NAMES), started=time.time(), continuable=continuable
     )
     redis_client.set(worker_key(name), advert.to_json(), px=WORKER_ADVERT_TTL_S * 1000)
+
+
+def test_continuing_is_refused_while_the_adverts_cannot_be_read(
+    app_without_redis: Flask,
+) -> None:
+    """Redis not answering: whether the objective can continue is unknown, so a 400 naming
+    ``continues`` (restarting is always safe), not a 500."""
+    with app_without_redis.app_context():
+        token = create_token(get_session(), "acme", "test")
+    client = app_without_redis.test_client()
+    auth = {"Authorization": f"Bearer {token}"}
+    managed = {**MULTITASK, "objective": {"name": "augmented_hartmann", "config": {}}}
+    eid = client.post("/v1/experiments", json=managed, headers=auth).json["id"]
+    source = _run(client, auth, eid, "short")
+    body = {"suggestion": {"assignments": POINT, "task": "full"}, "continues": source}
+    response = _create(client, auth, eid, body)
+    assert response.status_code == 400, response.json
+    assert "continues" in response.json["message"] and "Redis" in response.json["message"]

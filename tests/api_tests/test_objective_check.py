@@ -7,24 +7,18 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
 
-from services.api import create_app
 from services.api.auth import create_token
 from services.api.db import get_session
 from shared.messages import WorkerAdvert
 from shared.names import OBJECTIVE_NAMES
 from shared.names import WORKER_ADVERT_TTL_S
 from shared.names import worker_key
-from shared.settings import Settings
-from tests.services import free_port
 
 MANAGED: dict[str, Any] = {
     "name": "managed",
@@ -102,21 +96,6 @@ def test_expired_and_unreadable_adverts_are_not_live_workers(
     created = _create(client, auth, "mine")
     assert created.status_code == 200, created.json
     assert created.json["objective_status"]["available"] is False
-
-
-@pytest.fixture()
-def app_without_redis(tmp_path: Path) -> Iterator[Flask]:
-    """The API with its Redis URL pointing at a port nothing listens on."""
-    settings = Settings.from_env(
-        env={},
-        data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'api.db'}",
-        redis_url=f"redis://127.0.0.1:{free_port()}/0",
-        service_token="service-secret",
-    )
-    app = create_app(settings, start_relay=False)
-    yield app
-    app.extensions["db_engine"].dispose()
 
 
 def test_redis_failing_is_unknown_not_a_500(app_without_redis: Flask) -> None:

@@ -111,8 +111,8 @@ def check_continuable(name: str, field: str) -> None:
     if not continuable(name, adverts):
         raise invalid(
             field,
-            f"runs of objective {name!r} cannot continue from a checkpoint: not every live "
-            "worker that provides it declares it continuable",
+            f"runs of objective {name!r} cannot continue from a checkpoint: no live worker "
+            "provides it, or not every one that does declares it continuable",
         )
 
 
